@@ -1,0 +1,35 @@
+"""The `kit` command group: a thin layer over the stage modules, and the only place that prints.
+
+Each command module imports heavy libraries inside its functions, so `kit --help` is instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kit import __version__
+from kit.cli import data_cmd, eval_cmd, train_cmd
+
+COMMANDS = {}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kit")
+def cli() -> None:
+    """Re-train the Kwanzaa adapter and prove, with hashes and metrics, what you got.
+
+    \b
+    Start here:
+      kit reproduce              train, evaluate, verify and report the embedded tiny recipe
+      kit train --recipe R -o D  train one recipe into run directory D
+      kit hash D                 recompute a run's fingerprints from its files
+    """
+
+
+for module in (train_cmd, data_cmd, eval_cmd):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="kit")

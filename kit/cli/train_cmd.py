@@ -1,0 +1,3 @@
+"""`kit train` and `kit hash`."""
+
+COMMANDS: list = []
