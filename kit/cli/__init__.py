@@ -5,12 +5,13 @@ Each command module imports heavy libraries inside its functions, so `kit --help
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from kit import __version__
 from kit.cli import data_cmd, eval_cmd, train_cmd
-
-COMMANDS = {}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,4 +33,13 @@ for module in (train_cmd, data_cmd, eval_cmd):
 
 
 def main() -> None:
+    """Console entry point. PYTHONHASHSEED and CUBLAS_WORKSPACE_CONFIG only take effect if they are
+    in the environment when the interpreter (and cuBLAS) start, so set them and start again once."""
+    from kit import determinism
+
+    missing = determinism.missing_env_switches()
+    if missing and not os.environ.get("KWANZAA_KIT_NO_REEXEC"):
+        os.environ.update(missing)
+        os.environ["KWANZAA_KIT_NO_REEXEC"] = "1"
+        os.execv(sys.executable, [sys.executable, "-m", "kit", *sys.argv[1:]])
     cli(prog_name="kit")

@@ -1,3 +1,85 @@
 """`kit train` and `kit hash`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kit.cli.output import console, emit, json_option, say, table
+
+DEFAULT_RECIPE = "recipes/tiny.yaml"
+
+
+@click.command()
+@click.option("--recipe", "-r", "recipe", type=click.Path(path_type=Path), default=None,
+              help=f"Recipe YAML (default: {DEFAULT_RECIPE}, the embedded small recipe).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Run directory to create (default: runs/<recipe name>).")
+@click.option("--strategy", type=click.Choice(["lora", "qlora"]), default=None,
+              help="Override the recipe's (or the planner's) choice; recorded in the manifest.")
+@click.option("--allow-data-change", is_flag=True, help="Train on data whose sha256 is not the recipe's (recorded).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Continue an interrupted run from its last checkpoint.")
+@json_option
+def train(recipe, output, strategy, allow_data_change, resume_dir, as_json):
+    """Train one recipe into a run directory: adapter, log, manifest."""
+    from kit import runner
+
+    if resume_dir and (recipe or output):
+        raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
+    if resume_dir:
+        output = resume_dir
+    else:
+        recipe = recipe or Path(DEFAULT_RECIPE)
+        output = output or Path("runs") / recipe.stem
+    say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
+    progress = _progress(as_json)
+    manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
+    emit(_train_summary(manifest, output), as_json, _render_train)
+
+
+def _progress(quiet: bool):
+    def on_step(rec, total):
+        if not quiet:
+            say(f"  step {rec.step:>4}/{total}  loss {rec.loss:.4f}  grad-norm {rec.grad_norm:.3f}  lr {rec.lr:.2e}")
+    return on_step
+
+
+def _train_summary(manifest: dict, output: Path) -> dict:
+    return {"run_dir": str(output), "status": manifest["status"], "plan": manifest["plan"],
+            "adapter_sha256": manifest["outputs"]["adapter"]["sha256"], "summary": manifest["summary"],
+            "inputs": {k: v["sha256"] for k, v in manifest["inputs"].items()}}
+
+
+def _render_train(s: dict) -> None:
+    c = console()
+    c.print(f"[green]trained[/] {s['run_dir']}  strategy [bold]{s['plan']['strategy']}[/] ({s['plan']['reason']})")
+    rows = [[k, v] for k, v in s["inputs"].items()] + [["adapter (output)", s["adapter_sha256"]]]
+    c.print(table("fingerprints (sha256)", ["what", "sha256"], rows))
+    sm = s["summary"]
+    c.print(f"{sm['steps']} steps, final loss {sm['final_loss']:.4f}, {sm['trainable_parameters']:,} trainable "
+            f"parameters, {sm['seconds']:.1f} s")
+
+
+@click.command("hash")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@json_option
+def hash_(run_dir, as_json):
+    """Recompute a run's fingerprints from its files and compare them with its manifest."""
+    from kit.fingerprint import rehash
+
+    result = rehash(run_dir)
+    emit(result, as_json, _render_hash)
+    if not result["ok"]:
+        raise SystemExit(1)
+
+
+def _render_hash(r: dict) -> None:
+    rows = [[c["key"], "[green]ok[/]" if c["ok"] else "[red]DIFFERS[/]", str(c["recomputed"])[:16],
+             str(c["recorded"])[:16]] for c in r["checks"]]
+    console().print(table(f"kit hash {r['run']}", ["fingerprint", "", "recomputed", "manifest"], rows))
+    console().print("[green]every fingerprint matches[/]" if r["ok"] else "[red]some files differ from the manifest[/]")
+
+
+COMMANDS = [train, hash_]

@@ -1,0 +1,169 @@
+"""The base model and the adapter: resolve the source, fingerprint it, load it safely, wrap it.
+
+Secure by default: no remote code, safetensors only (pickle weights are refused), hub revisions
+pinned to a commit and file hashes checked when the recipe lists them. A seeded random-init model
+is saved with `save_pretrained` and loaded back through the same `from_pretrained` path as a real
+one, so tests and benchmarks exercise the real loading code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from kit.data import sha256_file
+from kit.errors import ModelSourceError
+from kit.recipe import ModelSource, canonical_json
+
+WEIGHT_GLOBS = ("*.safetensors",)
+PICKLE_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+HUB_ALLOW = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
+             "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("KWANZAA_KIT_CACHE") or Path.home() / ".cache" / "kwanzaa-kit"
+    return Path(root)
+
+
+def resolve_base_model(spec: ModelSource, recipe_dir: Path) -> Path:
+    """A local folder holding config.json + safetensors for the recipe's base model."""
+    if spec.source == "random":
+        return materialize_random(spec)
+    if spec.source == "local":
+        path = Path(spec.path)
+        path = path if path.is_absolute() else (recipe_dir / path).resolve()
+        if not (path / "config.json").is_file():
+            raise ModelSourceError("no config.json in the local model folder", where=str(path),
+                                   fix="point model.path at a folder saved with save_pretrained")
+        return path
+    return _download(spec)
+
+
+def _download(spec: ModelSource) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        # The token, if any, comes from HF_TOKEN or `huggingface-cli login`, never from a recipe.
+        return Path(snapshot_download(spec.id, revision=spec.revision, allow_patterns=HUB_ALLOW))
+    except LocalEntryNotFoundError:
+        raise ModelSourceError(f"{spec.id}@{spec.revision[:12]} is not in the local Hugging Face cache and the hub "
+                               "cannot be reached", where="model",
+                               fix="connect to the internet once, or unset HF_HUB_OFFLINE, or use source: local") from None
+    except HfHubHTTPError as e:
+        raise ModelSourceError(f"the hub refused {spec.id}@{spec.revision[:12]}: {str(e).splitlines()[0]}",
+                               where="model", fix="check the id and the pinned revision, and HF_TOKEN if gated") from None
+
+
+def materialize_random(spec: ModelSource) -> Path:
+    """Build the seeded random model once, save it as safetensors in the cache, return its folder."""
+    import torch
+
+    key = hashlib.sha256(canonical_json({"config": spec.config, "init_seed": spec.init_seed, "dtype": spec.dtype,
+                                         "torch": torch.__version__.split("+")[0]})).hexdigest()[:16]
+    target = cache_dir() / "random-models" / f"{spec.architecture}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import OlmoConfig, OlmoForCausalLM
+
+    config = OlmoConfig(**spec.config)
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(spec.init_seed)
+    model = OlmoForCausalLM(config).to(getattr(torch, spec.dtype))
+    torch.set_rng_state(generator_state)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    model.save_pretrained(tmp, safe_serialization=True)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race; theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def fingerprint_base_model(path: Path, spec: ModelSource) -> dict:
+    """sha256 of every weight file and config.json; refuses pickle-only folders and hash mismatches."""
+    weights = sorted(p for g in WEIGHT_GLOBS for p in path.glob(g))
+    if not weights:
+        pickles = sorted(p.name for g in PICKLE_GLOBS for p in path.glob(g))
+        why = f"only pickle weights ({', '.join(pickles[:3])})" if pickles else "no *.safetensors files"
+        raise ModelSourceError(f"refusing to load the base model: {why}", where=str(path),
+                               fix="use a model published as safetensors (pickle files can run code when loaded)")
+    files = {p.name: sha256_file(p) for p in [path / "config.json", *weights]}
+    for name, expected in spec.files_sha256.items():
+        if files.get(name) != expected:
+            raise ModelSourceError(f"{name} has sha256 {str(files.get(name))[:12]}..., the recipe pins "
+                                   f"{expected[:12]}...", where=str(path / name),
+                                   fix="delete the corrupt download and fetch it again, or correct model.files_sha256")
+    identity = {"source": spec.source, "id": spec.id, "revision": spec.revision}
+    if spec.source == "random":
+        identity.update(config=spec.config, init_seed=spec.init_seed)
+    combined = hashlib.sha256(canonical_json({"files": files})).hexdigest()
+    return {"sha256": combined, "files": files, **{k: v for k, v in identity.items() if v is not None}}
+
+
+def public_name(spec: ModelSource) -> str:
+    """How the base model is named in files we publish: never a local path."""
+    if spec.source == "hub":
+        return f"{spec.id}@{spec.revision}"
+    if spec.source == "random":
+        return f"random-init:{spec.architecture}:seed{spec.init_seed}"
+    return f"local:{Path(spec.path).name}"
+
+
+def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
+    """The base model with a LoRA adapter on it (bf16/fp32 base for lora, nf4 base for qlora)."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    spec, adapter, gc = recipe.model, recipe.adapter, recipe.training.gradient_checkpointing
+    kwargs = dict(dtype=getattr(torch, spec.dtype), use_safetensors=True, trust_remote_code=False)
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        q = adapter.quantization
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
+    if device.startswith("cuda"):
+        kwargs["device_map"] = {"": torch.device(device).index or 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ModelSourceError(f"cannot load the base model: {str(e).splitlines()[0]}", where=str(path),
+                               fix="check that the safetensors files are complete (re-download if not)") from None
+    model.config.use_cache = False
+    gc_kwargs = {"use_reentrant": False}
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                                gradient_checkpointing_kwargs=gc_kwargs)
+    else:
+        model.requires_grad_(False)
+        if gc:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+    torch.manual_seed(seed)  # the LoRA init must be seeded, and seeded here
+    config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                        target_modules=sorted(adapter.target_modules), task_type="CAUSAL_LM", bias="none")
+    model = get_peft_model(model, config)
+    if device == "cpu" or not device.startswith("cuda"):
+        model.to(device)
+    return model
+
+
+def canonicalize_adapter_config(adapter_dir: Path, base_name: str) -> None:
+    """peft writes the local model path and a set-ordered module list; make both canonical."""
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text("utf-8"))
+    config["base_model_name_or_path"] = base_name
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config.pop("revision", None)
+    from kit.rundir import atomic_write_text
+
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,66 @@
+"""A run directory: where each file of one run lives, and how files are written (atomically).
+
+    RUN/recipe.json          the resolved recipe (canonical JSON; its sha256 is inputs.recipe)
+    RUN/manifest.json        inputs.* and outputs.* fingerprints, plan, environment, summary
+    RUN/train_log.jsonl      one line per optimizer step: loss, grad-norm, lr, tokens, batch sha256
+    RUN/adapter/             the PEFT adapter (adapter_model.safetensors, adapter_config.json)
+    RUN/checkpoints/step-N/  resumable training state
+    RUN/logs/kit.log         human log of the run; a failed run's traceback ends up here
+    RUN/timing.jsonl         seconds per step (not fingerprinted: it is not deterministic)
+    RUN/eval/                responses.jsonl, metrics.json
+    RUN/report/              report.json, report.md, loss_curve.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+RECIPE = "recipe.json"
+TRAIN_LOG = "train_log.jsonl"
+TIMING = "timing.jsonl"
+ADAPTER = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+CHECKPOINTS = "checkpoints"
+LOG = "logs/kit.log"
+EVAL = "eval"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text("utf-8"))
+
+
+def append_jsonl(path: Path, obj: Any) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
