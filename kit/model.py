@@ -45,6 +45,10 @@ def resolve_base_model(spec: ModelSource, recipe_dir: Path) -> Path:
 
 
 def _download(spec: ModelSource) -> Path:
+    if spec.revision is None:
+        raise ModelSourceError(f"base model revision is not pinned ({spec.id})", where="model.revision",
+                               fix="run `kit pin RECIPE` (needs the hub) and commit the sha it prints, or set "
+                                   "revision to a 40-hex commit from the model page's history")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 

@@ -35,6 +35,8 @@ class ModelSource(_Strict):
     hub: a Hugging Face repo id at a pinned 40-hex commit (no remote code, safetensors only).
     local: a folder with config.json and *.safetensors.
     random: a seeded random-init model built from `config` (tests, demos, memory and speed runs).
+    `config` is the architecture (OlmoConfig fields; {} = the default OlmoConfig, which is
+    OLMo-7B): required for random, and what `kit plan` / `kit qualify` use for the others.
     """
 
     source: Literal["hub", "local", "random"]
@@ -52,9 +54,11 @@ class ModelSource(_Strict):
         if self.source == "hub":
             if not self.id:
                 raise ValueError("source 'hub' needs `id` (e.g. allenai/OLMo-7B-Instruct-hf)")
-            if not self.revision or not _COMMIT.match(self.revision):
-                raise ValueError("source 'hub' needs `revision` pinned to a 40-hex commit sha, "
-                                 "not a branch or tag (find it on the model page's 'Files' history)")
+            # null is allowed here (the recipe can still be planned and qualified) but nothing
+            # is downloaded until it is pinned; a branch or tag name is never accepted.
+            if self.revision is not None and not _COMMIT.match(self.revision):
+                raise ValueError("`revision` must be a 40-hex commit sha, not a branch or tag "
+                                 "(`kit pin RECIPE` looks it up)")
         if self.source == "local" and not self.path:
             raise ValueError("source 'local' needs `path` (a folder with config.json and *.safetensors)")
         if self.source == "random" and not self.config:

@@ -7,6 +7,8 @@
     RUN/checkpoints/step-N/  resumable training state
     RUN/logs/kit.log         human log of the run; a failed run's traceback ends up here
     RUN/timing.jsonl         seconds per step (not fingerprinted: it is not deterministic)
+    RUN/data/                copies of the pinned train/eval JSONL (the run is self-contained)
+    RUN/.local.json          where the recipe and base model were on this machine (never published)
     RUN/eval/                responses.jsonl, metrics.json
     RUN/report/              report.json, report.md, loss_curve.png
 """
@@ -29,6 +31,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 CHECKPOINTS = "checkpoints"
 LOG = "logs/kit.log"
 EVAL = "eval"
+DATA = "data"
+LOCAL = ".local.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

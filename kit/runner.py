@@ -72,16 +72,15 @@ def _setup_logging(run: Path) -> logging.Handler:
 def train_run(recipe_path: Path | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
               resume: bool = False, on_step: Callable | None = None, accelerator=None) -> dict:
     """Train one recipe into `output`; returns the manifest."""
+    loaded = None if resume else load_recipe(recipe_path)  # a bad recipe creates no run directory
     prepare_run_dir(output, resume)
     handler = _setup_logging(output)
     manifest: dict = {"schema": fingerprint.MANIFEST_SCHEMA, "status": "running"}
     try:
         if resume:
-            loaded = LoadedRecipe(_recipe_from_run(output), _recipe_origin(output))
+            loaded = LoadedRecipe(_recipe_from_run(output), Path(rundir.read_json(output / rundir.LOCAL)["recipe_path"]))
             previous = rundir.read_json(output / rundir.MANIFEST)
             allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
-        else:
-            loaded = load_recipe(recipe_path)
         manifest = _train(loaded, output, strategy, allow_data_change, resume, on_step, accelerator)
         return manifest
     except BaseException as e:
@@ -102,12 +101,6 @@ def _recipe_from_run(run: Path):
     from kit.recipe import Recipe
 
     return Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
-
-
-def _recipe_origin(run: Path) -> Path:
-    """Relative paths of a resumed run resolve against the recipe file it was started from."""
-    origin = rundir.read_json(run / rundir.MANIFEST).get("inputs", {}).get("recipe", {}).get("origin")
-    return Path(origin) if origin else run / rundir.RECIPE
 
 
 def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_change: bool, resume: bool,
@@ -154,8 +147,15 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
 
     d = recipe.data
     train_path, eval_path = loaded.resolve(d.train), loaded.resolve(d.eval)
+    if resume:  # the run's own copies: the run is self-contained
+        train_path, eval_path = run / rundir.DATA / "train.jsonl", run / rundir.DATA / "eval.jsonl"
     train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
     eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
+    if not resume:
+        for src, name in ((train_path, "train.jsonl"), (eval_path, "eval.jsonl")):
+            rundir.atomic_write_bytes(run / rundir.DATA / name, src.read_bytes())
+        rundir.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(loaded.path.resolve()),
+                                                      "base_model_path": str(base_path)})
     rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)
     base_fp = model.fingerprint_base_model(base_path, recipe.model)
 

