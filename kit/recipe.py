@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kit.errors import RecipeError
 
@@ -49,16 +49,20 @@ class ModelSource(_Strict):
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     files_sha256: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("revision")
+    @classmethod
+    def _revision_is_a_commit(cls, value: str | None) -> str | None:
+        if value is not None and not _COMMIT.match(value):
+            raise ValueError("must be a 40-hex commit sha, not a branch or tag (`kit pin RECIPE` looks it up)")
+        return value
+
     @model_validator(mode="after")
     def _source_fields(self) -> "ModelSource":
         if self.source == "hub":
             if not self.id:
                 raise ValueError("source 'hub' needs `id` (e.g. allenai/OLMo-7B-Instruct-hf)")
-            # null is allowed here (the recipe can still be planned and qualified) but nothing
-            # is downloaded until it is pinned; a branch or tag name is never accepted.
-            if self.revision is not None and not _COMMIT.match(self.revision):
-                raise ValueError("`revision` must be a 40-hex commit sha, not a branch or tag "
-                                 "(`kit pin RECIPE` looks it up)")
+            # revision may be null (the recipe can still be planned and qualified), but nothing
+            # is downloaded until it is pinned; see _revision_is_a_commit.
         if self.source == "local" and not self.path:
             raise ValueError("source 'local' needs `path` (a folder with config.json and *.safetensors)")
         if self.source == "random" and not self.config:
