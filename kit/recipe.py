@@ -65,7 +65,7 @@ class ModelSource(_Strict):
             # is downloaded until it is pinned; see _revision_is_a_commit.
         if self.source == "local" and not self.path:
             raise ValueError("source 'local' needs `path` (a folder with config.json and *.safetensors)")
-        if self.source == "random" and not self.config:
+        if self.source == "random" and self.config is None:
             raise ValueError("source 'random' needs `config` (OlmoConfig fields)")
         for name, digest in self.files_sha256.items():
             if not _SHA256.match(digest):

@@ -1,0 +1,180 @@
+"""Will it fit, which method, how long: peak GPU memory by component, and the LoRA/QLoRA choice.
+
+Parameter-bound components are computed exactly from the architecture (OlmoConfig) and the
+adapter; the activation term (what gradient checkpointing keeps, the recomputed layer, the fp32
+logits and their gradient, allocator slack) is linear in tokens per micro-batch, fitted on peak
+*reserved* memory measured on an H100 (shared/measurements/h100-olmo7b-2026-11-28, the kit's own
+`kit qualify` runs in benchmarks/). What `peak_gib` estimates is torch's peak reserved memory,
+the figure `kit qualify` measures; `device_gib` adds the CUDA context, and is what must fit.
+
+Rule: LoRA (bf16) when its device_gib fits in the free memory less a 10% margin, else QLoRA
+(nf4), else a refusal that names the longest sequence that would fit, or the card that would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+GiB = 1024 ** 3
+MARGIN = 0.10           # keep 10% of the free memory for fragmentation and other processes
+CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measured: 0.75-0.86 GiB)
+
+# Activation GiB per token of a micro-batch, and a constant, fitted on peak reserved memory at
+# seq 2048 and 4096 (gradient checkpointing on, batch 1). Refitted from `kit qualify` results.
+ACTIVATION_FIT = {
+    ("lora", True): {"per_token_gib": 1.1670e-3, "const_gib": -0.13, "source": "H100 bench.py 2026-11-28"},
+    ("qlora", True): {"per_token_gib": 1.6260e-3, "const_gib": 0.51, "source": "H100 bench.py 2026-11-28"},
+    ("lora", False): {"per_token_gib": 1.046e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
+    ("qlora", False): {"per_token_gib": 1.379e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
+}
+
+# Deterministic-mode training throughput on an H100 80GB HBM3 (tokens/s, seq 2048, checkpointing),
+# scaled to other GPUs by their dense bf16 peak. A named GPU not in the table gets no time estimate.
+H100_TOKENS_PER_S = {"lora": 3630.0, "qlora": 2083.0}
+DENSE_BF16_TFLOPS = {"H100 80GB HBM3": 989, "H100 SXM": 989, "H100 PCIe": 756, "H100 NVL": 835, "H200": 989,
+                     "A100-SXM4-80GB": 312, "A100-SXM4-40GB": 312, "A100 80GB PCIe": 312, "A100-PCIE-40GB": 312,
+                     "L40S": 362, "L4": 121, "A10G": 70, "A10": 125, "RTX 4090": 165, "RTX 3090": 71,
+                     "RTX A6000": 155, "RTX 6000 Ada": 364}
+H100_TFLOPS = 989
+
+
+@dataclass(frozen=True)
+class Architecture:
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "Architecture":
+        from kit.olmo_config import olmo_defaults
+
+        c = {**olmo_defaults(), **(config or {})}
+        return cls(c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"], c["vocab_size"],
+                   c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"])
+
+    @property
+    def kv_dim(self) -> int:
+        return self.hidden // self.heads * self.kv_heads
+
+    def linear_params(self) -> int:
+        h, i = self.hidden, self.intermediate
+        return self.layers * (2 * h * h + 2 * h * self.kv_dim + 3 * h * i)
+
+    def embedding_params(self) -> int:
+        return 2 * self.vocab * self.hidden  # input embeddings + untied lm_head
+
+    def lora_params(self, r: int, modules: list[str]) -> int:
+        h, i, kv = self.hidden, self.intermediate, self.kv_dim
+        shapes = {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                  "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return self.layers * sum(r * (a + b) for m, (a, b) in shapes.items() if m in modules)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    strategy: str
+    seq_len: int
+    components_gib: dict
+    peak_gib: float      # torch peak reserved
+    device_gib: float    # + CUDA context: what must fit on the card
+    fits: bool | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    strategy: str | None
+    reason: str
+    estimates: dict
+    gpu_memory_gib: float | None
+
+
+def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) -> Estimate:
+    arch = Architecture.from_config(recipe.model.config)
+    a, t = recipe.adapter, recipe.training
+    n_lora = arch.lora_params(a.r, a.target_modules)
+    if strategy == "qlora":
+        weights = {"base_weights_nf4": arch.linear_params() * (0.5 + 1 / 64 + 4 / (64 * 256)) / GiB,
+                   "embeddings_fp32": arch.embedding_params() * 4 / GiB}
+    else:
+        weights = {"base_weights_bf16": (arch.linear_params() + arch.embedding_params()) * 2 / GiB}
+    optimizer_bytes = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_8bit": 0}[t.optimizer]
+    fit = ACTIVATION_FIT[(strategy, t.gradient_checkpointing)]
+    components = {
+        **weights,
+        "adapter_fp32": n_lora * 4 / GiB,
+        "gradients_fp32": n_lora * 4 / GiB,
+        # paged 8-bit states live in CUDA managed memory, outside torch's reserved pool
+        "optimizer_states": n_lora * optimizer_bytes / GiB,
+        "activations": fit["const_gib"] + fit["per_token_gib"] * seq_len * t.micro_batch_size,
+    }
+    peak = sum(components.values())
+    device = peak + CUDA_CONTEXT_GIB + (n_lora * 2 / GiB if t.optimizer == "paged_adamw_8bit" else 0)
+    fits = None if gpu_memory_gib is None else device <= gpu_memory_gib * (1 - MARGIN)
+    return Estimate(strategy, seq_len, {k: round(v, 3) for k, v in components.items()}, round(peak, 2),
+                    round(device, 2), fits)
+
+
+def decide(recipe, gpu_memory_gib: float | None, seq_len: int | None = None) -> Decision:
+    seq = seq_len or recipe.data.max_seq_len
+    est = {s: estimate(_as(recipe, s), s, seq, gpu_memory_gib) for s in ("lora", "qlora")}
+    as_dicts = {s: e.as_dict() for s, e in est.items()}
+    if gpu_memory_gib is None:
+        return Decision(None, "no GPU memory known: pass --gpu-memory GIB to plan for a card", as_dicts, None)
+    budget = gpu_memory_gib * (1 - MARGIN)
+    if est["lora"].fits:
+        why = (f"bf16 LoRA needs ~{est['lora'].device_gib:.1f} GiB at seq {seq}, within {budget:.1f} GiB "
+               f"({gpu_memory_gib:g} GiB less a {MARGIN:.0%} margin): the faster, unquantized method")
+        return Decision("lora", why, as_dicts, gpu_memory_gib)
+    if est["qlora"].fits:
+        why = (f"bf16 LoRA needs ~{est['lora'].device_gib:.1f} GiB, more than {budget:.1f} GiB; 4-bit QLoRA "
+               f"needs ~{est['qlora'].device_gib:.1f} GiB at seq {seq}")
+        return Decision("qlora", why, as_dicts, gpu_memory_gib)
+    longest = longest_fitting_seq(recipe, gpu_memory_gib)
+    alt = (f"sequences up to {longest} tokens would fit with QLoRA (the data's rows must be that short)"
+           if longest else "no sequence length fits")
+    why = (f"neither fits: 4-bit QLoRA needs ~{est['qlora'].device_gib:.1f} GiB at seq {seq}, more than "
+           f"{budget:.1f} GiB; {alt}; a card with at least {math.ceil(est['qlora'].device_gib / (1 - MARGIN))} GiB "
+           f"free runs this recipe")
+    return Decision(None, why, as_dicts, gpu_memory_gib)
+
+
+def longest_fitting_seq(recipe, gpu_memory_gib: float) -> int | None:
+    for seq in (1792, 1536, 1280, 1024, 768, 512, 256):
+        if seq < recipe.data.max_seq_len and estimate(_as(recipe, "qlora"), "qlora", seq, gpu_memory_gib).fits:
+            return seq
+    return None
+
+
+def _as(recipe, strategy: str):
+    """The recipe as it would train with `strategy` (QLoRA recipes use the paged 8-bit optimizer)."""
+    optimizer = recipe.training.optimizer
+    if strategy == "qlora" and optimizer == "adamw_torch" and recipe.adapter.method in ("auto", "lora"):
+        optimizer = "paged_adamw_8bit"
+    if strategy == "lora" and optimizer == "paged_adamw_8bit":
+        optimizer = "adamw_torch"
+    return recipe.model_copy(update={"training": recipe.training.model_copy(update={"optimizer": optimizer})})
+
+
+def tokens_per_s(strategy: str, gpu_name: str | None) -> tuple[float | None, str]:
+    if not gpu_name:
+        return None, "no GPU named"
+    for key, tflops in DENSE_BF16_TFLOPS.items():
+        if key.lower() in gpu_name.lower():
+            how = "measured" if tflops == H100_TFLOPS and "H100" in key else f"scaled from the H100 by bf16 peak {tflops}/{H100_TFLOPS} TFLOP/s"
+            return H100_TOKENS_PER_S[strategy] * tflops / H100_TFLOPS, how
+    return None, f"{gpu_name} is not in the speed table: run `kit qualify` to measure it"
+
+
+def eta(strategy: str, gpu_name: str | None, total_tokens: int | None, steps: int | None) -> dict:
+    rate, how = tokens_per_s(strategy, gpu_name)
+    if rate is None or not total_tokens:
+        return {"tokens_per_s": rate, "basis": how, "total_tokens": total_tokens, "seconds": None}
+    return {"tokens_per_s": round(rate), "basis": how, "total_tokens": total_tokens,
+            "seconds": round(total_tokens / rate), "seconds_per_step": round(total_tokens / rate / steps, 2) if steps else None}
