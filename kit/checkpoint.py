@@ -27,7 +27,8 @@ def _dir(run: Path) -> Path:
     return run / rundir.CHECKPOINTS
 
 
-def save(run: Path, step: int, model, optimizer, scheduler) -> Path:
+def save(run: Path, step: int, model, optimizer, scheduler, rng_states: list | None = None) -> Path:
+    """rng_states: the RNG state of every rank, in rank order (default: this process's)."""
     import torch
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -41,7 +42,7 @@ def save(run: Path, step: int, model, optimizer, scheduler) -> Path:
         save_file(state, str(tmp / "adapter.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(determinism.rng_state(), tmp / "rng.pt")
+        torch.save(rng_states or [determinism.rng_state()], tmp / "rng.pt")
         meta = {"step": step, "files": {name: sha256_file(tmp / name) for name in FILES}}
         rundir.atomic_write_json(tmp / "checkpoint.json", meta)
         final = root / f"step-{step:06d}"
@@ -76,7 +77,7 @@ def valid(ckpt: Path) -> bool:
         return False
 
 
-def restore_latest(run: Path, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+def restore_latest(run: Path, model, optimizer, scheduler, rank: int = 0) -> tuple[int, list[dict]]:
     """Load the newest valid checkpoint; returns (its step, the log lines up to it), or (0, [])."""
     import torch
     from peft import set_peft_model_state_dict
@@ -92,7 +93,7 @@ def restore_latest(run: Path, model, optimizer, scheduler) -> tuple[int, list[di
         set_peft_model_state_dict(model, {k: v.to(device) for k, v in load_file(str(ckpt / "adapter.safetensors")).items()})
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-        determinism.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True))
+        determinism.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)[rank])
         return step, _log_lines(run, step)
     return 0, []
 

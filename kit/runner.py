@@ -58,8 +58,8 @@ def prepare_run_dir(output: Path, resume: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def _setup_logging(run: Path) -> logging.Handler:
-    path = run / rundir.LOG
+def _setup_logging(run: Path, rank: int = 0) -> logging.Handler:
+    path = run / (rundir.LOG if rank == 0 else rundir.LOG.replace(".log", f".rank{rank}.log"))
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -70,18 +70,23 @@ def _setup_logging(run: Path) -> logging.Handler:
 
 
 def train_run(recipe_path: Path | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
-              resume: bool = False, on_step: Callable | None = None, accelerator=None) -> dict:
-    """Train one recipe into `output`; returns the manifest."""
+              resume: bool = False, on_step: Callable | None = None) -> dict:
+    """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {})."""
+    from kit import distributed
+
     loaded = None if resume else load_recipe(recipe_path)  # a bad recipe creates no run directory
-    prepare_run_dir(output, resume)
-    handler = _setup_logging(output)
+    worker = distributed.is_worker()
+    if not worker:  # with several processes, the launcher prepared the folder
+        prepare_run_dir(output, resume)
+    dist = distributed.current()
+    handler = _setup_logging(output, dist.rank)
     manifest: dict = {"schema": fingerprint.MANIFEST_SCHEMA, "status": "running"}
     try:
         if resume:
             loaded = LoadedRecipe(_recipe_from_run(output), Path(rundir.read_json(output / rundir.LOCAL)["recipe_path"]))
             previous = rundir.read_json(output / rundir.MANIFEST)
             allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
-        manifest = _train(loaded, output, strategy, allow_data_change, resume, on_step, accelerator)
+        manifest = _train(loaded, output, strategy, allow_data_change, resume, on_step, dist)
         return manifest
     except BaseException as e:
         from kit.train import Interrupted
@@ -89,7 +94,7 @@ def train_run(recipe_path: Path | None, output: Path, strategy: str | None = Non
         manifest["status"] = "interrupted" if isinstance(e, Interrupted) else "failed"
         manifest["error"] = f"{type(e).__name__}: {e}"
         log.exception("run %s: %s", manifest["status"], e)
-        if (output / rundir.RECIPE).exists() or not resume:
+        if dist.is_main and ((output / rundir.RECIPE).exists() or not resume):
             rundir.atomic_write_json(output / rundir.MANIFEST, manifest)
         raise
     finally:
@@ -104,7 +109,7 @@ def _recipe_from_run(run: Path):
 
 
 def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_change: bool, resume: bool,
-           on_step, accelerator) -> dict:
+           on_step, dist) -> dict:
     import torch
 
     from kit import data, determinism, model, tokenizer
@@ -114,10 +119,7 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
 
     hf_logging.disable_progress_bar()
     recipe = loaded.recipe
-    device = (str(accelerator.device) if accelerator else ("cuda:0" if torch.cuda.is_available() else "cpu"))
-    if device == "cuda":
-        device = "cuda:0"
-    world = accelerator.num_processes if accelerator else 1
+    device, world = dist.device, dist.world
     switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
     choice = choose_strategy(loaded, device, strategy)
     loaded = with_overrides(loaded, adapter={"method": choice.strategy})
@@ -151,7 +153,7 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
         train_path, eval_path = run / rundir.DATA / "train.jsonl", run / rundir.DATA / "eval.jsonl"
     train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
     eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
-    if not resume:
+    if not resume and dist.is_main:
         for src, name in ((train_path, "train.jsonl"), (eval_path, "eval.jsonl")):
             rundir.atomic_write_bytes(run / rundir.DATA / name, src.read_bytes())
         rundir.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(loaded.path.resolve()),
@@ -160,7 +162,7 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
     base_fp = model.fingerprint_base_model(base_path, recipe.model)
 
     resolved = loaded.resolved_dict()
-    if not resume:
+    if not resume and dist.is_main:
         rundir.atomic_write_json(run / rundir.RECIPE, resolved)
     hardware = fingerprint.hardware_class(device, world, switches["deterministic_algorithms"], switches["cpu_threads"])
     manifest = {
@@ -181,15 +183,18 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
             "environment": fingerprint.environment(hardware),
         },
     }
-    rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
+    if dist.is_main:
+        rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
+    dist.barrier()
 
     began = time.time()
     peft_model = model.load_for_training(base_path, recipe, choice.strategy, device, recipe.seed)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     log.info("trainable parameters: %d", trainable)
-    records = run_loop(peft_model, rows, recipe, run, device, tok.pad_token_id, accelerator, on_step)
-    if accelerator is not None and not accelerator.is_main_process:
-        return manifest
+    records = run_loop(peft_model, rows, recipe, run, device, tok.pad_token_id, dist, on_step)
+    if not dist.is_main:
+        dist.barrier()
+        return {}
     adapter_dir = run / rundir.ADAPTER
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
     model.canonicalize_adapter_config(adapter_dir, model.public_name(recipe.model))
@@ -203,6 +208,7 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
     manifest.pop("error", None)
     rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
     log.info("run complete: adapter sha256 %s", manifest["outputs"]["adapter"]["sha256"])
+    dist.barrier()
     return manifest
 
 

@@ -9,7 +9,7 @@ Features, each with its trade-off:
   a different order is visible, not silent.
 - `length_grouped` batching sorts the rows *within* one optimizer step by length before cutting
   micro-batches: less padding, the same samples per step, the same normalisation.
-- Data-parallel through accelerate when several processes run: each rank takes every
+- Data-parallel when several processes run (kit.distributed): each rank takes every
   world_size-th micro-batch of the step; the effective batch is the recipe's.
 - Checkpoints every N steps (kit.checkpoint), resumable to the same final bytes; SIGINT/SIGTERM
   save one and exit.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kit import checkpoint, rundir
+from kit import checkpoint, determinism, rundir
 from kit.data import IGNORE_INDEX, EncodedRow
 
 log = logging.getLogger("kit.train")
@@ -144,24 +144,26 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_id: int, accelerator=None,
+def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_id: int, dist=None,
              on_step: Callable[[StepRecord, int], None] | None = None) -> list[dict]:
     """Train `model` in place over the recipe's schedule; resumes from the run's last checkpoint."""
     import torch
 
+    from kit.distributed import Dist
+
+    dist = dist or Dist(1, 0, device)
     t = recipe.training
-    world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
+    world, rank = dist.world, dist.rank
     plan = schedule(len(rows), recipe.seed, t.epochs, t.micro_batch_size * t.grad_accum_steps, t.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t)
     scheduler = make_scheduler(optimizer, t, len(plan))
-    wrapped = accelerator.prepare(model) if accelerator else model
-    start, records = checkpoint.restore_latest(run, model, optimizer, scheduler)
+    start, records = checkpoint.restore_latest(run, model, optimizer, scheduler, rank)
     if start:
         log.info("resumed from the checkpoint of step %d", start)
     log_path = run / rundir.TRAIN_LOG
     _truncate_log(log_path, start)
-    wrapped.train()
+    model.train()
     with _StopFlag() as stop:
         for step in range(start + 1, len(plan) + 1):
             epoch, indices = plan[step - 1]
@@ -171,17 +173,16 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             loss_sum = torch.zeros((), dtype=torch.float64)
             padded = 0
             mine = micro_batches(step_rows, t.micro_batch_size, t.batching == "length_grouped")[rank::world]
-            for i, mb in enumerate(mine):
+            for mb in mine:
                 ids, mask, labels = collate(mb, pad_id, device)
                 padded += ids.numel()
-                sync = accelerator is None or i == len(mine) - 1
-                with (accelerator.no_sync(wrapped) if not sync else _null()):
-                    out = wrapped(input_ids=ids, attention_mask=mask, labels=labels,
-                                  num_items_in_batch=torch.tensor(label_tokens, device=device))
-                    (out.loss * world).backward()  # DDP averages gradients over ranks; undo it
+                # each micro-batch's loss is its share of the step: sum over its tokens / step tokens
+                out = model(input_ids=ids, attention_mask=mask, labels=labels,
+                            num_items_in_batch=torch.tensor(label_tokens, device=device))
+                out.loss.backward()
                 loss_sum += out.loss.detach().to("cpu", torch.float64)
-            if accelerator is not None and world > 1:
-                loss_sum = accelerator.reduce(loss_sum.to(device), reduction="sum").to("cpu")
+            dist.all_reduce_grads(params)
+            loss_sum = torch.tensor(dist.sum_scalar(float(loss_sum)), dtype=torch.float64)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -194,25 +195,33 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             records.append(rec.as_log())
             if rank == 0:
                 rundir.append_jsonl(log_path, rec.as_log())
-                rundir.append_jsonl(run / rundir.TIMING, {"step": step, "seconds": time.perf_counter() - began,
-                                                          "padded_tokens": padded})
+                rundir.append_jsonl(run / rundir.TIMING, _timing(step, began, padded, device))
             if on_step:
                 on_step(rec, len(plan))
             last = step == len(plan)
             due = t.checkpoint_every_steps and step % t.checkpoint_every_steps == 0
-            if (due or stop.signum) and not last and rank == 0:
-                checkpoint.save(run, step, model, optimizer, scheduler)
-            if stop.signum and not last:
-                raise Interrupted(step, stop.signum)
+            stopping = dist.sum_scalar(float(bool(stop.signum))) > 0  # every rank stops at the same step
+            if (due or stopping) and not last:
+                states = dist.gather(determinism.rng_state())
+                if rank == 0:
+                    checkpoint.save(run, step, model, optimizer, scheduler, states)
+                dist.barrier()
+            if stopping and not last:
+                raise Interrupted(step, stop.signum or signal.SIGTERM)
     return records
 
 
-class _null:
-    def __enter__(self):
-        return self
+def _timing(step: int, began: float, padded: int, device: str) -> dict:
+    """Seconds and memory of one step (kept apart from the fingerprinted log: not deterministic)."""
+    import torch
 
-    def __exit__(self, *exc):
-        return False
+    record = {"step": step, "padded_tokens": padded}
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        record["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+        record["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    record["seconds"] = time.perf_counter() - began
+    return record
 
 
 def _truncate_log(path: Path, keep_through_step: int) -> None:

@@ -21,10 +21,12 @@ DEFAULT_RECIPE = "recipes/tiny.yaml"
 @click.option("--allow-data-change", is_flag=True, help="Train on data whose sha256 is not the recipe's (recorded).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Continue an interrupted run from its last checkpoint.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes (one per GPU; gloo on CPUs). Part of the run's hardware class.")
 @json_option
-def train(recipe, output, strategy, allow_data_change, resume_dir, as_json):
+def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
-    from kit import runner
+    from kit import distributed, runner
 
     if resume_dir and (recipe or output):
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
@@ -33,10 +35,32 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, as_json):
     else:
         recipe = recipe or Path(DEFAULT_RECIPE)
         output = output or Path("runs") / recipe.stem
-    say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
-    progress = _progress(as_json)
+    if nproc > 1 and not distributed.is_worker():
+        _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json)
+        return
+    if not distributed.is_worker():
+        say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
+    progress = _progress(as_json or distributed.is_worker())
     manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
-    emit(_train_summary(manifest, output), as_json, _render_train)
+    if manifest and not distributed.is_worker():  # the launcher reports for its workers
+        emit(_train_summary(manifest, output), as_json, _render_train)
+
+
+def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json) -> None:
+    """Check the recipe and the folder here, then train in nproc processes and report."""
+    from kit import distributed, runner, rundir
+    from kit.recipe import load_recipe
+
+    if not resume_dir:
+        load_recipe(recipe)
+    runner.prepare_run_dir(output, bool(resume_dir))
+    args = ["train", "--resume", str(output)] if resume_dir else ["train", "--recipe", str(recipe), "--output", str(output)]
+    args += (["--strategy", strategy] if strategy else []) + (["--allow-data-change"] if allow_data_change else [])
+    say(f"[bold]kit train[/] on {nproc} processes -> {output}")
+    code = distributed.launch(nproc, args + ["--json"])
+    if code != 0:
+        raise SystemExit(code)
+    emit(_train_summary(rundir.read_json(output / rundir.MANIFEST), output), as_json, _render_train)
 
 
 def _progress(quiet: bool):
