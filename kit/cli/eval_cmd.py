@@ -1,3 +1,160 @@
-"""Placeholder until this command group lands."""
+"""`kit eval` (score responses, or evaluate a run) and `kit compare` (two scorings side by side).
 
-COMMANDS: list = []
+Scoring never fails the command: pass/fail is reported, not an error. Only bad input exits 2,
+and `--fail-under-targets` makes a missed (or unmeasurable) target exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from kit.cli.output import console, emit, json_option, table
+from kit.errors import EXIT_CHECK_FAILED, KitError
+
+_PATH = click.Path(path_type=Path)
+
+
+@click.command("eval")
+@click.argument("run_dir", required=False, type=_PATH)
+@click.option("--responses", type=_PATH, help="JSONL of {id, response}: raw model text to score.")
+@click.option("--data", type=_PATH, help="Eval JSONL the responses answer (rows with meta).")
+@click.option("--output", "-o", type=_PATH, help="Write the metrics JSON here.")
+@click.option("--worst", default=10, show_default=True, help="How many failing rows to show.")
+@click.option("--fail-under-targets", is_flag=True, help="Exit 1 when a metric misses its target or has no data.")
+@json_option
+def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None, output: Path | None,
+                 worst: int, fail_under_targets: bool, as_json: bool) -> None:
+    """Score the four objectives: JSON, citations, refusal, retrieval use.
+
+    \b
+    kit eval --responses R.jsonl --data EVAL.jsonl   score responses made elsewhere (no model)
+    kit eval RUN_DIR                                 generate with the run's model, then score
+    """
+    if responses or data:
+        if not (responses and data):
+            raise KitError("--responses and --data go together", fix="pass both files, or only RUN_DIR")
+        from kit.metrics import score_files
+
+        result = score_files(data, responses)
+    elif run_dir:
+        try:
+            from kit.evaluate import evaluate_run
+        except ModuleNotFoundError as e:
+            if e.name != "kit.evaluate":
+                raise
+            raise KitError("model evaluation is not available in this build (kit.evaluate is missing)",
+                           where=str(run_dir), fix="score responses instead: --responses R.jsonl --data EVAL.jsonl") from None
+        result = evaluate_run(run_dir)
+    else:
+        raise KitError("nothing to score", fix="pass RUN_DIR, or --responses R.jsonl --data EVAL.jsonl")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    emit(result, as_json, lambda r: _render(r, worst, output))
+    if fail_under_targets and not result["verdict"]["meets_targets"]:
+        click.get_current_context().exit(EXIT_CHECK_FAILED)
+
+
+@click.command("compare")
+@click.argument("a", type=_PATH)
+@click.argument("b", type=_PATH)
+@click.option("--label-a", default="base", show_default=True, help="Name of A in the table.")
+@click.option("--label-b", default="adapter", show_default=True, help="Name of B in the table.")
+@json_option
+def compare_command(a: Path, b: Path, label_a: str, label_b: str, as_json: bool) -> None:
+    """Compare two scorings (metrics JSON files or run dirs holding eval/metrics.json)."""
+    from kit import metrics
+
+    result = {"labels": {"a": label_a, "b": label_b}, "paths": {"a": str(a), "b": str(b)},
+              "metrics": metrics.compare(metrics.read_metrics(a), metrics.read_metrics(b))}
+    emit(result, as_json, _render_compare)
+
+
+COMMANDS = [eval_command, compare_command]
+
+
+# ---- rendering for people --------------------------------------------------------------------
+
+def _pct(m: dict | None) -> str:
+    if not m or m.get("value") is None:
+        return "n/a"
+    return f"{100 * m['numerator'] / m['denominator']:.1f}%"
+
+
+def _ratio(m: dict | None) -> str:
+    return f"{m['numerator']}/{m['denominator']}" if m else "-"
+
+
+def _target(t: dict) -> str:
+    return f"{'≥' if t['op'] == '>=' else '≤'} {t['percent']}%"
+
+
+def _verdict(ok: bool | None) -> str:
+    return {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]no data[/]"}[ok]
+
+
+def _render(result: dict, worst: int, output: Path | None) -> None:
+    from rich.markup import escape
+
+    out = console()
+    rows = []
+    for name, m in result["metrics"].items():
+        launch = _target(m["launch_target"]) if m["launch_target"] != m["target"] else ""
+        rows.append([name, _pct(m), _ratio(m), _target(m["target"]), launch, _verdict(m["meets_target"])])
+        for persona, p in m.get("by_persona", {}).items():
+            rows.append([f"  {escape(persona)}", _pct(p), _ratio(p), "", "", _verdict(p["meets_target"])])
+        for part in ("sources", "markers"):
+            if part in m:
+                rows.append([f"  {part}", _pct(m[part]), _ratio(m[part]), "", "", ""])
+    out.print(table(f"Metrics over {result['n_rows']} rows", ["metric", "value", "n/d", "target", "launch", ""],
+                    rows))
+    failing = sorted((r for r in result["rows"] if r["failed"]), key=lambda r: (-len(r["failed"]), r["id"]))
+    if failing and worst > 0:
+        out.print(table(f"Worst rows ({min(worst, len(failing))} of {len(failing)} failing)",
+                        ["id", "persona", "category", "failed", "why"],
+                        [[escape(r["id"]), escape(r["persona"]), escape(r["category"]), ", ".join(r["failed"]),
+                          escape(_why(r))]
+                         for r in failing[:worst]]))
+    v = result["verdict"]
+    if v["meets_targets"]:
+        out.print("[green]All targets met.[/]")
+    else:
+        out.print(f"[red]Targets missed:[/] {', '.join(v['missed_targets']) or '-'}"
+                  f"  [yellow]no data:[/] {', '.join(v['no_data']) or '-'}")
+    if output:
+        out.print(f"Metrics written to {output}")
+
+
+def _why(r: dict) -> str:
+    """The first reason a person should look at, cut to one short line."""
+    if r["parse_error"]:
+        why = f"parse: {r['parse_error']}"
+    elif r["schema_errors"]:
+        why = f"schema: {r['schema_errors'][0]}"
+    elif r["markers_invalid"]:
+        why = f"markers not retrieved: {r['markers_invalid']}"
+    elif r["sources_invalid"]:
+        why = f"source not retrieved: {r['sources_invalid'][0]}"
+    elif r["sentences_unsupported"]:
+        s = r["sentences_unsupported"][0]
+        why = f"{s['reason']}: {s['sentence']}"
+    else:
+        why = f"refused={r['refused']} should_refuse={r['should_refuse']} sources={r['sources_cited']}"
+    return why if len(why) <= 90 else why[:87] + "..."
+
+
+def _render_compare(result: dict) -> None:
+    from rich.markup import escape
+
+    la, lb = result["labels"]["a"], result["labels"]["b"]
+    colour = {"better": "green", "worse": "red", "same": "white"}
+    rows = []
+    for name, c in result["metrics"].items():
+        delta = "n/a" if c["delta"] is None else f"[{colour[c['change']]}]{100 * c['delta']:+.1f} pts[/]"
+        rows.append([escape(name), f"{_pct(c['a'])} ({_ratio(c['a'])})", f"{_pct(c['b'])} ({_ratio(c['b'])})", delta,
+                     _target(c["target"]), _verdict(c["b"]["meets_target"]) if c["b"] else ""])
+    la, lb = escape(la), escape(lb)
+    console().print(table(f"{la} vs {lb}", ["metric", la, lb, "delta", "target", lb], rows))

@@ -41,7 +41,14 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_jso
     if not distributed.is_worker():
         say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
     progress = _progress(as_json or distributed.is_worker())
-    manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
+    from kit.train import Interrupted
+
+    try:
+        manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
+    except Interrupted as e:
+        say(f"[yellow]interrupted[/] after step {e.step} (signal {e.signum}); a checkpoint was saved. "
+            f"Continue with: kit train --resume {output}")
+        raise SystemExit(128 + e.signum) from None
     if manifest and not distributed.is_worker():  # the launcher reports for its workers
         emit(_train_summary(manifest, output), as_json, _render_train)
 

@@ -1,0 +1,521 @@
+"""Scoring: the metrics of the four objectives, from eval rows and raw model responses.
+
+Pure functions: no model, no printing. Every metric is an exact fraction kept as numerator and
+denominator; its value is their quotient, or null when the denominator is 0 (never a silent 0
+or 1). Targets are compared on the integers, so there is no floating-point noise in a verdict.
+Rows are iterated in id order, so the same inputs give the same JSON byte for byte.
+The written definitions (docs/metrics.md) and DEFINITIONS below say the same as the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from kit.answer import parse_strict, schema_errors
+from kit.errors import DataError
+
+METRICS_SCHEMA = "kit.metrics.v1"
+PERSONAS = ("builder", "creator", "educator", "researcher")
+CITE_MIN_SCORE = 0.7  # should cite, and counted for utilization, when top_score >= 0.7
+REFUSE_BELOW_SCORE = 0.6  # should refuse when top_score < 0.6 or nothing was retrieved
+SUPPORT_MIN_OVERLAP = Fraction(1, 2)  # share of a sentence's content words found in its cited text
+
+# name: (direction, target %, launch %); the launch bar differs only for refusal.
+TARGETS = {
+    "parse_rate": (">=", 100, 100),
+    "schema_compliance": (">=", 100, 100),
+    "citation_coverage": (">=", 90, 90),
+    "citation_accuracy": (">=", 95, 95),
+    "refusal_precision": (">=", 90, 85),
+    "refusal_recall": (">=", 85, 80),
+    "retrieval_utilization": (">=", 95, 95),
+    "hallucination_rate": ("<=", 5, 5),
+}
+
+DEFINITIONS = {
+    "parse_rate": "responses whose whole text (surrounding whitespace aside) is one JSON object / all responses",
+    "schema_compliance": "responses that parse and validate against answer_json v1 / all responses",
+    "citation_coverage": "should-cite rows whose parsed answer lists >= 1 entry in `sources` / should-cite rows",
+    "citation_accuracy": "(distinct sources matching a retrieved document by doc_id+chunk_id or citation_label "
+                         "+ distinct [n] markers in answer.text naming a retrieved n) / (distinct sources + "
+                         "distinct markers), over all parsed answers",
+    "refusal_precision": "refused rows that should refuse / refused rows "
+                         "(refused = answer.completeness == insufficient_data)",
+    "refusal_recall": "refused rows that should refuse / rows that should refuse",
+    "retrieval_utilization": "rows with top_score >= 0.7 whose answer has >= 1 valid [n] marker or valid source "
+                             "/ rows with top_score >= 0.7",
+    "hallucination_rate": "unsupported sentences / checked sentences of parsed non-refusal answers; unsupported = "
+                          "no [n] marker naming a retrieved document, or < 50% of its content words in the "
+                          "cited documents' text",
+}
+
+
+@dataclass(frozen=True)
+class Doc:
+    n: int
+    citation_label: str
+    doc_id: str
+    chunk_id: str
+    text: str | None  # None when neither meta nor the prompt carries the document's text
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    id: str
+    persona: str
+    category: str
+    docs: tuple[Doc, ...]
+    top_score: float | None
+    should_cite: bool
+    should_refuse: bool
+    where: str
+
+
+@dataclass(frozen=True)
+class Response:
+    id: str
+    text: str
+    where: str
+
+
+# ---- reading input ---------------------------------------------------------------------------
+
+def read_jsonl(path: Path) -> list[tuple[str, Any]]:
+    """(file:line, object) for every non-blank line; a line that is not JSON is refused."""
+    if not path.is_file():
+        raise DataError("file not found", where=str(path), fix="check the path")
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if line.strip():
+                    where = f"{path}:{line_no}"
+                    try:
+                        out.append((where, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"line is not JSON ({e.msg} at column {e.colno})", where=where,
+                                        fix="each line must be one JSON object") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"file is not UTF-8 ({e.reason})", where=str(path), fix="save it as UTF-8") from None
+    return out
+
+
+def read_eval_rows(path: Path) -> list[EvalRow]:
+    return [eval_row(obj, where) for where, obj in read_jsonl(path)]
+
+
+def read_responses(path: Path) -> list[Response]:
+    return [response(obj, where) for where, obj in read_jsonl(path)]
+
+
+def response(obj: Any, where: str = "") -> Response:
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise DataError("response has no string `id`", where=where,
+                        fix='each line must be {"id": "<eval row id>", "response": "<raw model text>"}')
+    if not isinstance(obj.get("response"), str):
+        raise DataError(f"response {obj['id']!r} has no string `response`", where=where,
+                        fix="put the raw model text (a string, even if empty) under `response`")
+    return Response(obj["id"], obj["response"], where)
+
+
+def eval_row(obj: Any, where: str = "") -> EvalRow:
+    """One eval row's facts; should_cite/should_refuse come from meta, else from top_score."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise DataError("eval row has no string `id`", where=where, fix='give each row an "id"')
+    meta = obj.get("meta")
+    if not isinstance(meta, dict):
+        raise DataError(f"eval row {obj['id']!r} has no `meta` object", where=where,
+                        fix="eval rows need meta.retrieved, meta.top_score, meta.should_cite, meta.should_refuse")
+    retrieved = meta.get("retrieved") or []
+    if not isinstance(retrieved, list) or not all(isinstance(d, dict) for d in retrieved):
+        raise DataError("meta.retrieved must be a list of objects", where=where, fix="fix meta.retrieved")
+    in_prompt = documents_in_prompt(obj.get("messages"))
+    docs = tuple(_doc(d, i, in_prompt, where) for i, d in enumerate(retrieved))
+    top = meta.get("top_score", max((d.get("score") for d in retrieved
+                                     if _is_number(d.get("score"))), default=None))
+    if top is not None and not _is_number(top):
+        raise DataError(f"meta.top_score is {top!r}, not a number or null", where=where, fix="fix meta.top_score")
+    should_cite = meta.get("should_cite", top is not None and top >= CITE_MIN_SCORE)
+    should_refuse = meta.get("should_refuse", top is None or top < REFUSE_BELOW_SCORE or not docs)
+    for key, value in (("should_cite", should_cite), ("should_refuse", should_refuse)):
+        if not isinstance(value, bool):
+            raise DataError(f"meta.{key} is {value!r}, not true/false", where=where, fix=f"fix meta.{key}")
+    persona, category = meta.get("persona", "unspecified"), meta.get("category", "unspecified")
+    if not isinstance(persona, str) or not isinstance(category, str):
+        raise DataError("meta.persona and meta.category must be strings", where=where, fix="fix them")
+    return EvalRow(obj["id"], persona, category, docs, top, should_cite, should_refuse, where)
+
+
+def _doc(d: dict, index: int, in_prompt: dict[int, str], where: str) -> Doc:
+    n = d.get("n", index + 1)
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise DataError(f"meta.retrieved[{index}].n is {n!r}, not an integer", where=where, fix="number documents 1..k")
+    fields = {k: d.get(k) or "" for k in ("citation_label", "doc_id", "chunk_id")}
+    if not all(isinstance(v, str) for v in fields.values()):
+        raise DataError(f"meta.retrieved[{index}] citation_label/doc_id/chunk_id must be strings", where=where,
+                        fix="fix that document")
+    text = d.get("text") or d.get("content")
+    return Doc(n, text=text if isinstance(text, str) else in_prompt.get(n), **fields)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+_DOC_START = re.compile(r"^[ \t]*\[(\d+)\]", re.M)
+_QUERY_LINE = re.compile(r"^[ \t]*Query:", re.M)
+
+
+def documents_in_prompt(messages: Any) -> dict[int, str]:
+    """{n: text} of the `Retrieved Documents:` block of the last user turn.
+
+    A document runs from its `[n]` line to the next `[n]` line or the `Query:` line, so its
+    text includes the label, score, source and URL lines around the content.
+    """
+    users = [m.get("content") for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+    text = users[-1] if users and isinstance(users[-1], str) else ""
+    start = text.find("Retrieved Documents:")
+    if start < 0:
+        return {}
+    block = text[start + len("Retrieved Documents:"):]
+    if query := _QUERY_LINE.search(block):
+        block = block[:query.start()]
+    starts = list(_DOC_START.finditer(block))
+    docs: dict[int, str] = {}
+    for m, nxt in zip(starts, starts[1:] + [None]):
+        docs.setdefault(int(m.group(1)), block[m.end():nxt.start() if nxt else len(block)].strip())
+    return docs
+
+
+# ---- text: markers, sentences, content words -------------------------------------------------
+
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_SENTENCE_END = re.compile(r"[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)|\n+")
+ABBREVIATIONS = frozenset("dr mr mrs ms prof st jr sr vs etc e.g i.e u.s no vol ca".split())
+STOPWORDS = frozenset("""
+a about above after again against all also although am an and any are as at be because been before
+being below between both but by can could did do does doing down during each either few for from
+further had has have having he her here hers herself him himself his how however i if in into is it
+its itself just may me might more most much must my myself neither nor not now of off on once only
+or other our ours out over own same she should since so some such than that the their theirs them
+themselves then there these they this those through thus to too under until up upon very was we were
+what when where which while who whom whose why will with within without would yet you your yours
+according source sources document documents retrieved context provided states state says said notes
+also based yes""".split())
+
+
+def markers(text: str) -> set[int]:
+    """Every n of `[n]` or `[n, m]` in the text (any bracketed integer counts)."""
+    return {int(x) for m in _MARKER.finditer(text) for x in m.group(1).split(",")}
+
+
+def sentences(text: str) -> list[str]:
+    """Split at . ! ? (keeping the [n] markers that follow) and at line breaks; not after
+    a known abbreviation (Dr., e.g.) or a single capital initial."""
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        words = text[start:m.start()].split()
+        last = words[-1] if words else ""
+        if m.group() == "." and (last.lower() in ABBREVIATIONS or (len(last) == 1 and last.isupper())):
+            continue
+        if piece := text[start:m.end()].strip():
+            out.append(piece)
+        start = m.end()
+    if tail := text[start:].strip():
+        out.append(tail)
+    return out
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of >= 3 letters or any number, minus stop words; a plural -s is dropped."""
+    words = set()
+    for w in re.findall(r"[^\W_]+", text.lower()):
+        if w in STOPWORDS or (len(w) < 3 and not w.isdigit()):
+            continue
+        words.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return words
+
+
+# ---- checking one row ------------------------------------------------------------------------
+
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"not JSON: {name} is not a JSON value")
+
+
+def parse_object(text: str) -> tuple[dict | None, str | None]:
+    """The response as a JSON object, or (None, reason): text around it, NaN, or not an object."""
+    obj, reason = parse_strict(text)
+    if reason:
+        return None, _text_around_json(text) or reason
+    try:
+        json.loads(text.strip(), parse_constant=_reject_constant)
+    except ValueError as e:
+        return None, str(e)
+    if not isinstance(obj, dict):
+        return None, f"a JSON {_JSON_TYPES.get(type(obj), 'value')}, not an object"
+    return obj, None
+
+
+def _text_around_json(text: str) -> str | None:
+    """A clearer reason when a JSON object does sit inside the text (prose or a code fence)."""
+    start = text.find("{")
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start) if start >= 0 else (None, -1)
+    except ValueError:
+        return None
+    around = (text[:start] + " ... " + text[end:]).strip() if end >= 0 else ""
+    return f"not JSON: text around the JSON object: {around[:60]!r}" if around else None
+
+
+def _source_key(item: Any) -> str:
+    if isinstance(item, dict):
+        item = [item.get("doc_id"), item.get("chunk_id"), item.get("citation_label")]
+    return json.dumps(item, sort_keys=True)
+
+
+def _source_is_retrieved(item: Any, docs: tuple[Doc, ...]) -> bool:
+    if not isinstance(item, dict):
+        return False
+    doc_id, chunk_id, label = item.get("doc_id"), item.get("chunk_id"), item.get("citation_label")
+    return any((doc_id and chunk_id and (doc_id, chunk_id) == (d.doc_id, d.chunk_id))
+               or (label and label == d.citation_label) for d in docs)
+
+
+def check_row(row: EvalRow, resp: Response) -> dict:
+    """Every fact about one response that the metrics count, plus the checks it failed."""
+    obj, parse_error = parse_object(resp.text)
+    errors = schema_errors(obj) if obj is not None else []
+    answer = obj.get("answer") if obj is not None and isinstance(obj.get("answer"), dict) else {}
+    text = answer.get("text") if isinstance(answer.get("text"), str) else ""
+    refused = answer.get("completeness") == "insufficient_data"
+    raw_sources = obj.get("sources") if obj is not None and isinstance(obj.get("sources"), list) else []
+    sources = {_source_key(s): s for s in raw_sources}  # duplicates count once
+    invalid_sources = sorted(k for k, s in sources.items() if not _source_is_retrieved(s, row.docs))
+    by_n = {d.n: d for d in row.docs}
+    cited = sorted(markers(text))
+    invalid_markers = [n for n in cited if n not in by_n]
+    uses_context = len(cited) > len(invalid_markers) or len(sources) > len(invalid_sources)
+    checked, unsupported, unverifiable = (0, [], 0) if refused or obj is None else _check_sentences(text, by_n)
+    detail = {
+        "id": row.id, "persona": row.persona, "category": row.category, "where": resp.where,
+        "top_score": row.top_score, "should_cite": row.should_cite, "should_refuse": row.should_refuse,
+        "parsed": obj is not None, "parse_error": parse_error,
+        "schema_valid": obj is not None and not errors, "schema_errors": errors,
+        "refused": refused, "sources_cited": len(sources), "sources_invalid": invalid_sources,
+        "markers_cited": cited, "markers_invalid": invalid_markers, "uses_context": uses_context,
+        "sentences_checked": checked, "sentences_unsupported": unsupported,
+        "sentences_unverifiable": unverifiable,
+    }
+    detail["failed"] = [name for name, failed in (
+        ("parse", obj is None),
+        ("schema", not detail["schema_valid"]),
+        ("coverage", row.should_cite and not sources),
+        ("source_accuracy", bool(invalid_sources)),
+        ("marker_accuracy", bool(invalid_markers)),
+        ("missed_refusal", row.should_refuse and not refused),
+        ("false_refusal", refused and not row.should_refuse),
+        ("utilization", _counts_for_utilization(row) and not uses_context),
+        ("hallucination", bool(unsupported)),
+    ) if failed]
+    return detail
+
+
+def _counts_for_utilization(row: EvalRow) -> bool:
+    return row.top_score is not None and row.top_score >= CITE_MIN_SCORE
+
+
+def _check_sentences(text: str, by_n: dict[int, Doc]) -> tuple[int, list[dict], int]:
+    """(checked, unsupported [{sentence, reason}], unverifiable) for one answer's text."""
+    checked, unsupported, unverifiable = 0, [], 0
+    for s in sentences(text):
+        words = content_words(_MARKER.sub(" ", s))
+        if not words:
+            continue  # no claim to check ("Yes.", a bare marker)
+        cited = sorted(markers(s))
+        valid = [n for n in cited if n in by_n]
+        reason = None
+        if not cited:
+            reason = "no citation"
+        elif not valid:
+            reason = f"cites {cited}, none retrieved"
+        else:
+            texts = [by_n[n].text for n in valid if by_n[n].text]
+            if not texts:
+                unverifiable += 1
+                continue
+            shared = len(words & set().union(*map(content_words, texts)))
+            if shared < SUPPORT_MIN_OVERLAP * len(words):
+                reason = f"{shared}/{len(words)} content words in cited text"
+        checked += 1
+        if reason:
+            unsupported.append({"sentence": s, "reason": reason})
+    return checked, unsupported, unverifiable
+
+
+# ---- aggregating -----------------------------------------------------------------------------
+
+def fraction(num: int, den: int) -> dict:
+    return {"numerator": num, "denominator": den, "value": None if den == 0 else num / den}
+
+
+def meets(name: str, num: int, den: int, bar: str = "target") -> bool | None:
+    """Exact integer comparison with the target (or launch) percent; None when den is 0."""
+    op, target, launch = TARGETS[name]
+    pct = target if bar == "target" else launch
+    if den == 0:
+        return None
+    return num * 100 >= pct * den if op == ">=" else num * 100 <= pct * den
+
+
+def _metric(name: str, num: int, den: int, **extra: Any) -> dict:
+    op, target, launch = TARGETS[name]
+    return {**fraction(num, den), "target": {"op": op, "percent": target},
+            "launch_target": {"op": op, "percent": launch}, "meets_target": meets(name, num, den),
+            "meets_launch": meets(name, num, den, "launch"), "definition": DEFINITIONS[name], **extra}
+
+
+def _count(rows: list[dict], key) -> int:
+    return sum(1 for r in rows if key(r))
+
+
+def aggregate(details: list[dict]) -> dict:
+    cite = [r for r in details if r["should_cite"]]
+    personas = sorted(set(PERSONAS) | {r["persona"] for r in details})
+    by_persona = {}
+    for p in personas:
+        rows = [r for r in cite if r["persona"] == p]
+        n = _count(rows, lambda r: r["sources_cited"] > 0)
+        by_persona[p] = {**fraction(n, len(rows)), "meets_target": meets("citation_coverage", n, len(rows))}
+    src_den = sum(r["sources_cited"] for r in details)
+    src_num = src_den - sum(len(r["sources_invalid"]) for r in details)
+    mk_den = sum(len(r["markers_cited"]) for r in details)
+    mk_num = mk_den - sum(len(r["markers_invalid"]) for r in details)
+    tp = _count(details, lambda r: r["refused"] and r["should_refuse"])
+    fp = _count(details, lambda r: r["refused"] and not r["should_refuse"])
+    fn = _count(details, lambda r: not r["refused"] and r["should_refuse"])
+    tn = len(details) - tp - fp - fn
+    util = [r for r in details if r["top_score"] is not None and r["top_score"] >= CITE_MIN_SCORE]
+    confusion = {"true_positive": tp, "false_positive": fp, "false_negative": fn, "true_negative": tn}
+    return {
+        "parse_rate": _metric("parse_rate", _count(details, lambda r: r["parsed"]), len(details)),
+        "schema_compliance": _metric("schema_compliance", _count(details, lambda r: r["schema_valid"]),
+                                     len(details)),
+        "citation_coverage": _metric("citation_coverage", _count(cite, lambda r: r["sources_cited"] > 0),
+                                     len(cite), by_persona=by_persona),
+        "citation_accuracy": _metric("citation_accuracy", src_num + mk_num, src_den + mk_den,
+                                     sources=fraction(src_num, src_den), markers=fraction(mk_num, mk_den)),
+        "refusal_precision": _metric("refusal_precision", tp, tp + fp, confusion=confusion),
+        "refusal_recall": _metric("refusal_recall", tp, tp + fn, confusion=confusion),
+        "retrieval_utilization": _metric("retrieval_utilization", _count(util, lambda r: r["uses_context"]),
+                                         len(util)),
+        "hallucination_rate": _metric(
+            "hallucination_rate", sum(len(r["sentences_unsupported"]) for r in details),
+            sum(r["sentences_checked"] for r in details),
+            unverifiable_sentences=sum(r["sentences_unverifiable"] for r in details)),
+    }
+
+
+def verdict(metrics: dict) -> dict:
+    """A metric with no data (null) neither passes nor fails; it is listed under no_data."""
+    return {"meets_targets": all(m["meets_target"] is True for m in metrics.values()),
+            "meets_launch": all(m["meets_launch"] is True for m in metrics.values()),
+            "missed_targets": [k for k, m in metrics.items() if m["meets_target"] is False],
+            "missed_launch": [k for k, m in metrics.items() if m["meets_launch"] is False],
+            "no_data": [k for k, m in metrics.items() if m["meets_target"] is None]}
+
+
+def match(rows: list[EvalRow], responses: list[Response]) -> dict[str, Response]:
+    """Responses by row id; an unknown, duplicate or missing id is refused at its file:line."""
+    first = {}
+    for r in rows:
+        if r.id in first:
+            raise DataError(f"duplicate eval row id {r.id!r} (first at {first[r.id].where})", where=r.where,
+                            fix="give every eval row its own id")
+        first[r.id] = r
+    by_id: dict[str, Response] = {}
+    for resp in responses:
+        if resp.id not in first:
+            raise DataError(f"response id {resp.id!r} is not an id of the eval data", where=resp.where,
+                            fix="score responses against the eval file they were generated from")
+        if resp.id in by_id:
+            raise DataError(f"second response for {resp.id!r} (first at {by_id[resp.id].where})",
+                            where=resp.where, fix="keep one response per eval row")
+        by_id[resp.id] = resp
+    for r in rows:
+        if r.id not in by_id:
+            raise DataError(f"eval row {r.id!r} has no response", where=r.where,
+                            fix="give every eval row a response (an empty string scores as a failure)")
+    return by_id
+
+
+def score(rows: list[EvalRow | dict], responses: list[Response | dict]) -> dict:
+    """Every metric (numerator, denominator, value, target, pass/fail), the verdict, and one
+    detail record per row (in id order) naming the checks it failed."""
+    rows = [r if isinstance(r, EvalRow) else eval_row(r, f"rows[{i}]") for i, r in enumerate(rows)]
+    responses = [r if isinstance(r, Response) else response(r, f"responses[{i}]") for i, r in enumerate(responses)]
+    by_id = match(rows, responses)
+    details = [check_row(r, by_id[r.id]) for r in sorted(rows, key=lambda r: r.id)]
+    metrics = aggregate(details)
+    return {"schema": METRICS_SCHEMA, "n_rows": len(rows), "metrics": metrics, "verdict": verdict(metrics),
+            "rows": details}
+
+
+def score_files(data: Path, responses: Path) -> dict:
+    """score() of two JSONL files, with each file's path and sha256 recorded under `inputs`."""
+    result = score(read_eval_rows(data), read_responses(responses))
+    result["inputs"] = {name: {"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+                        for name, p in (("data", data), ("responses", responses))}
+    return result
+
+
+# ---- comparing two scorings ------------------------------------------------------------------
+
+def read_metrics(path: Path) -> dict:
+    """A metrics JSON file, or RUN_DIR/eval/metrics.json when `path` is a folder."""
+    file = path / "eval" / "metrics.json" if path.is_dir() else path
+    if not file.is_file():
+        raise DataError("metrics file not found", where=str(file),
+                        fix="pass a metrics JSON (kit eval --output) or a run dir that holds eval/metrics.json")
+    try:
+        obj = json.loads(file.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"metrics file is not JSON ({e})", where=str(file), fix="re-run kit eval --output") from None
+    if not isinstance(obj, dict) or obj.get("schema") != METRICS_SCHEMA or not isinstance(obj.get("metrics"), dict):
+        raise DataError(f"not a {METRICS_SCHEMA} metrics file", where=str(file), fix="re-run kit eval --output")
+    return obj
+
+
+def _exact(m: dict | None) -> Fraction | None:
+    if not m or not m.get("denominator"):
+        return None
+    return Fraction(m["numerator"], m["denominator"])
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Side by side, per metric (and per persona coverage): a, b, delta = b - a, and whether b
+    is better, worse or the same given the metric's direction (lower is better for hallucination)."""
+    pairs = [(name, name, a["metrics"].get(name), b["metrics"].get(name)) for name in TARGETS]
+    cov_a = (a["metrics"].get("citation_coverage") or {}).get("by_persona", {})
+    cov_b = (b["metrics"].get("citation_coverage") or {}).get("by_persona", {})
+    pairs += [(f"citation_coverage[{p}]", "citation_coverage", cov_a.get(p), cov_b.get(p))
+              for p in sorted(set(cov_a) | set(cov_b))]
+    out = {}
+    for key, name, ma, mb in pairs:
+        fa, fb = _exact(ma), _exact(mb)
+        delta = None if fa is None or fb is None else fb - fa
+        sign = 1 if TARGETS[name][0] == ">=" else -1
+        change = None if delta is None else "same" if delta == 0 else "better" if delta * sign > 0 else "worse"
+        side = {s: {**fraction(m["numerator"], m["denominator"]), "meets_target": m.get("meets_target")}
+                if m else None for s, m in (("a", ma), ("b", mb))}
+        out[key] = {**side, "delta": None if delta is None else float(delta), "change": change,
+                    "target": {"op": TARGETS[name][0], "percent": TARGETS[name][1]}}
+    return out
