@@ -24,14 +24,18 @@ _PATH = click.Path(path_type=Path)
 @click.option("--output", "-o", type=_PATH, help="Write the metrics JSON here.")
 @click.option("--worst", default=10, show_default=True, help="How many failing rows to show.")
 @click.option("--fail-under-targets", is_flag=True, help="Exit 1 when a metric misses its target or has no data.")
+@click.option("--base-only", is_flag=True,
+              help="With RUN_DIR: evaluate the base model without the adapter (writes RUN/eval-base/).")
 @json_option
 def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None, output: Path | None,
-                 worst: int, fail_under_targets: bool, as_json: bool) -> None:
+                 worst: int, fail_under_targets: bool, base_only: bool, as_json: bool) -> None:
     """Score the four objectives: JSON, citations, refusal, retrieval use.
 
     \b
     kit eval --responses R.jsonl --data EVAL.jsonl   score responses made elsewhere (no model)
     kit eval RUN_DIR                                 generate with the run's model, then score
+    kit eval RUN_DIR --base-only                     the same for the base model alone
+    kit compare RUN/eval-base/metrics.json RUN       base vs base + adapter, side by side
     """
     if responses or data:
         if not (responses and data):
@@ -40,14 +44,9 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
 
         result = score_files(data, responses)
     elif run_dir:
-        try:
-            from kit.evaluate import evaluate_run
-        except ModuleNotFoundError as e:
-            if e.name != "kit.evaluate":
-                raise
-            raise KitError("model evaluation is not available in this build (kit.evaluate is missing)",
-                           where=str(run_dir), fix="score responses instead: --responses R.jsonl --data EVAL.jsonl") from None
-        result = evaluate_run(run_dir)
+        from kit.evaluate import evaluate_run
+
+        result = evaluate_run(run_dir, base_only=base_only)
     else:
         raise KitError("nothing to score", fix="pass RUN_DIR, or --responses R.jsonl --data EVAL.jsonl")
     if output:

@@ -1,0 +1,88 @@
+"""What the software under a run is: the image's fingerprint and the lock a venv was installed from.
+
+The image build writes /etc/kwanzaa-kit/image.json once (`python -m kit.container`, see the
+Dockerfile): the kit version, which lock was installed and its sha256, the base image reference
+and digest, the Python version and the source revision. A run's manifest can then name the exact
+software it ran on, and `verify` can tell "same image" from "same code, other environment".
+Standard library only, so `kit --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+
+IMAGE_JSON = Path("/etc/kwanzaa-kit/image.json")
+IMAGE_JSON_ENV = "KWANZAA_KIT_IMAGE_JSON"  # tests point this at a fake image.json
+LOCK_KINDS = ("cpu", "cuda")
+# The kit is installed editable (scripts/install-locked.sh), in the image too, so the checkout
+# with its requirements/ lies next to the package.
+REQUIREMENTS_DIR = Path(__file__).resolve().parent.parent / "requirements"
+_PINNED_REFERENCE = re.compile(r"^(?P<name>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+
+
+def image_fingerprint() -> dict | None:
+    """The image's build record, or None when not running inside the kwanzaa-kit image."""
+    path = Path(os.environ.get(IMAGE_JSON_ENV) or IMAGE_JSON)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def lock_path(kind: str) -> Path:
+    """requirements/<kind>.txt: `cpu` for CI and laptops, `cuda` for the image."""
+    if kind not in LOCK_KINDS:
+        raise ValueError(f"lock kind must be one of {LOCK_KINDS}, not {kind!r}")
+    return REQUIREMENTS_DIR / f"{kind}.txt"
+
+
+def lock_sha256(kind: str) -> str:
+    """sha256 of the lock file that `scripts/install-locked.sh <kind>` installs."""
+    return hashlib.sha256(lock_path(kind).read_bytes()).hexdigest()
+
+
+def build_image_record(base_image: str, lock_kind: str, revision: str) -> dict:
+    """The image.json content, from the environment the build just installed."""
+    match = _PINNED_REFERENCE.match(base_image)
+    if not match:
+        raise ValueError(f"base image {base_image!r} is not pinned as NAME:TAG@sha256:<64 hex>")
+    return {
+        "schema_version": 1,
+        "kit_version": metadata.version("kwanzaa-kit"),
+        "lock": f"requirements/{lock_kind}.txt",
+        "lock_sha256": lock_sha256(lock_kind),
+        "base_image": match["name"],
+        "base_image_digest": match["digest"],
+        "python_version": platform.python_version(),
+        "torch_version": metadata.version("torch"),
+        "revision": revision,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build-time hook: write image.json, refusing labels that disagree with what was installed."""
+    parser = argparse.ArgumentParser(prog="python -m kit.container", description=main.__doc__)
+    parser.add_argument("--base-image", required=True, help="NAME:TAG@sha256:DIGEST")
+    parser.add_argument("--lock", choices=LOCK_KINDS, default="cuda")
+    parser.add_argument("--revision", default="unknown")
+    parser.add_argument("--expect-lock-sha256", default="", help="the image label's value")
+    parser.add_argument("--expect-version", default="", help="the image label's value")
+    parser.add_argument("--out", type=Path, default=IMAGE_JSON)
+    args = parser.parse_args(argv)
+
+    record = build_image_record(args.base_image, args.lock, args.revision)
+    for label, key in ((args.expect_lock_sha256, "lock_sha256"), (args.expect_version, "kit_version")):
+        if label and label != record[key]:
+            parser.error(f"label says {key}={label} but the build installed {record[key]}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
