@@ -3,8 +3,8 @@
 Parameter-bound components are computed exactly from the architecture (OlmoConfig) and the
 adapter; the activation term (what gradient checkpointing keeps, the recomputed layer, the fp32
 logits and their gradient, allocator slack) is linear in tokens per micro-batch, fitted on peak
-*reserved* memory measured on an H100 (shared/measurements/h100-olmo7b-2026-11-28, the kit's own
-`kit qualify` runs in benchmarks/). What `peak_gib` estimates is torch's peak reserved memory,
+*reserved* memory that the kit's own `kit qualify` measured on an H100 (benchmarks/qualify-*.json;
+shared/measurements/h100-olmo7b-2026-11-28 agrees within 3-5%). What `peak_gib` estimates is torch's peak reserved memory,
 the figure `kit qualify` measures; `device_gib` adds the CUDA context, and is what must fit.
 
 Rule: LoRA (bf16) when its device_gib fits in the free memory less a 10% margin, else QLoRA
@@ -20,18 +20,23 @@ GiB = 1024 ** 3
 MARGIN = 0.10           # keep 10% of the free memory for fragmentation and other processes
 CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measured: 0.75-0.86 GiB)
 
-# Activation GiB per token of a micro-batch, and a constant, fitted on peak reserved memory at
-# seq 2048 and 4096 (gradient checkpointing on, batch 1). Refitted from `kit qualify` results.
+# Activation GiB per token of a micro-batch, and a constant, fitted on the peak reserved memory
+# that `kit qualify` measured at seq 2048 and 4096 (gradient checkpointing on, batch 1, H100,
+# benchmarks/qualify-*.json); seq 1024 was held out and is predicted within 0.5%. Without
+# checkpointing only bench.py's seq-2048 point exists (shared/measurements), so it is a ratio.
 ACTIVATION_FIT = {
-    ("lora", True): {"per_token_gib": 1.1670e-3, "const_gib": -0.13, "source": "H100 bench.py 2026-11-28"},
-    ("qlora", True): {"per_token_gib": 1.6260e-3, "const_gib": 0.51, "source": "H100 bench.py 2026-11-28"},
+    ("lora", True): {"per_token_gib": 1.2959e-3, "const_gib": 0.100,
+                     "source": "kit qualify, H100 80GB HBM3, 2026-11-28 (fit 2048+4096, 1024 held out: +0.4%)"},
+    ("qlora", True): {"per_token_gib": 1.6396e-3, "const_gib": 0.268,
+                      "source": "kit qualify, H100 80GB HBM3, 2026-11-28 (fit 2048+4096, 1024 held out: -0.4%)"},
     ("lora", False): {"per_token_gib": 1.046e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
     ("qlora", False): {"per_token_gib": 1.379e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
 }
 
-# Deterministic-mode training throughput on an H100 80GB HBM3 (tokens/s, seq 2048, checkpointing),
-# scaled to other GPUs by their dense bf16 peak. A named GPU not in the table gets no time estimate.
-H100_TOKENS_PER_S = {"lora": 3630.0, "qlora": 2083.0}
+# Deterministic-mode training throughput on an H100 80GB HBM3 (tokens/s, seq 2048, checkpointing,
+# `kit qualify` 2026-11-28), scaled to other GPUs by their dense bf16 peak (an estimate: only the
+# H100 is measured). A GPU not in the table gets no time estimate.
+H100_TOKENS_PER_S = {"lora": 3221.0, "qlora": 2245.0}
 DENSE_BF16_TFLOPS = {"H100 80GB HBM3": 989, "H100 SXM": 989, "H100 PCIe": 756, "H100 NVL": 835, "H200": 989,
                      "A100-SXM4-80GB": 312, "A100-SXM4-40GB": 312, "A100 80GB PCIe": 312, "A100-PCIE-40GB": 312,
                      "L40S": 362, "L4": 121, "A10G": 70, "A10": 125, "RTX 4090": 165, "RTX 3090": 71,
