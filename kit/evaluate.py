@@ -27,6 +27,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     from kit.recipe import Recipe
     from kit.runner import load_checked_tokenizer
 
+    model.quiet_transformers()
     manifest_path = run / rundir.MANIFEST
     if not manifest_path.is_file() or rundir.read_json(manifest_path).get("status") != "complete":
         raise RunDirError("the run is not complete (no finished manifest)", where=str(run),

@@ -104,6 +104,8 @@ def fingerprint_base_model(path: Path, spec: ModelSource) -> dict:
         why = f"only pickle weights ({', '.join(pickles[:3])})" if pickles else "no *.safetensors files"
         raise ModelSourceError(f"refusing to load the base model: {why}", where=str(path),
                                fix="use a model published as safetensors (pickle files can run code when loaded)")
+    for w in weights:
+        _check_safetensors(w)
     files = {p.name: sha256_file(p) for p in [path / "config.json", *weights]}
     for name, expected in spec.files_sha256.items():
         if files.get(name) != expected:
@@ -115,6 +117,30 @@ def fingerprint_base_model(path: Path, spec: ModelSource) -> dict:
         identity.update(config=spec.config, init_seed=spec.init_seed)
     combined = hashlib.sha256(canonical_json({"files": files})).hexdigest()
     return {"sha256": combined, "files": files, **{k: v for k, v in identity.items() if v is not None}}
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read the header and check the data length: a truncated or garbled file is refused here."""
+    import struct
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n)) if 0 < n <= size - 8 else None
+        ends = [v["data_offsets"][1] for k, v in (header or {}).items() if k != "__metadata__"]
+        ok = header is not None and 8 + n + max(ends, default=0) == size
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        ok = False
+    if not ok:
+        raise ModelSourceError("corrupt or truncated safetensors file", where=str(path),
+                               fix="delete it and download (or save) the model again")
+
+
+def quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def public_name(spec: ModelSource) -> str:

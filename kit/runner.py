@@ -142,10 +142,9 @@ def train_run(recipe_path: Path | None, output: Path, strategy: str | None = Non
               resume: bool = False, on_step: Callable | None = None) -> dict:
     """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {}).
     Bad input is refused before the run directory is created."""
-    from kit import distributed
-    from transformers.utils import logging as hf_logging
+    from kit import distributed, model
 
-    hf_logging.disable_progress_bar()
+    model.quiet_transformers()
     if resume:
         prepare_run_dir(output, resume=True)
         loaded = LoadedRecipe(_recipe_from_run(output), Path(rundir.read_json(output / rundir.LOCAL)["recipe_path"]))
