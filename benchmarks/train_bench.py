@@ -49,7 +49,7 @@ def baseline(args) -> dict:
     from kit.recipe import load_recipe
     from kit.tokenizer import load_default_tokenizer
 
-    recipe = load_recipe(REPO / f"recipes/olmo7b-random-{args.strategy}.yaml").recipe
+    recipe = load_recipe(recipe_path(args)).recipe
     path = kit_model.materialize_random(recipe.model)
     tok = load_default_tokenizer()
     n_rows = args.steps * args.grad_accum
@@ -59,11 +59,15 @@ def baseline(args) -> dict:
     dataset = [{"input_ids": list(e.input_ids) + [tok.pad_token_id] * (L - len(e.input_ids)),
                 "attention_mask": [1] * len(e.input_ids) + [0] * (L - len(e.input_ids)),
                 "labels": list(e.labels) + [-100] * (L - len(e.input_ids))} for e in encoded]
-    kw = dict(dtype=torch.bfloat16, device_map={"": 0}, use_safetensors=True)
+    cuda = torch.cuda.is_available()
+    kw = dict(dtype=getattr(torch, recipe.model.dtype), use_safetensors=True)
+    if cuda:
+        kw["device_map"] = {"": 0}
     if args.strategy == "qlora":
         kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                        bnb_4bit_use_double_quant=True,
-                                                       bnb_4bit_compute_dtype=torch.bfloat16)
+                                                       bnb_4bit_compute_dtype=getattr(
+                                                           torch, recipe.adapter.quantization.compute_dtype))
     net = AutoModelForCausalLM.from_pretrained(path, **kw)
     net.config.use_cache = False
     if args.strategy == "qlora":
@@ -77,26 +81,44 @@ def baseline(args) -> dict:
             self.times, self.t0 = [], 0.0
 
         def on_step_begin(self, a, s, c, **kw):
-            torch.cuda.synchronize()
+            _sync()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, a, s, c, **kw):
-            torch.cuda.synchronize()
+            _sync()
             self.times.append(time.perf_counter() - self.t0)
 
     timer = Timer()
     targs = TrainingArguments(output_dir=str(Path(args.out) / "baseline-trainer"), per_device_train_batch_size=1,
                               gradient_accumulation_steps=args.grad_accum, max_steps=args.steps, learning_rate=2e-4,
-                              lr_scheduler_type="cosine", warmup_ratio=0.03, bf16=True, gradient_checkpointing=True,
+                              lr_scheduler_type="cosine", warmup_steps=0.03, bf16=cuda, gradient_checkpointing=True,
                               gradient_checkpointing_kwargs={"use_reentrant": False},
                               optim="paged_adamw_8bit" if args.strategy == "qlora" else "adamw_torch",
                               seed=42, full_determinism=True, report_to="none", save_strategy="no", logging_steps=1,
                               dataloader_num_workers=0, remove_unused_columns=False)
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     Trainer(model=net, args=targs, train_dataset=dataset, callbacks=[timer]).train()
     per_step = [sum(real_tokens[i * args.grad_accum:(i + 1) * args.grad_accum]) for i in range(args.steps)]
     return summarize("baseline (Trainer, padded to %d)" % L, timer.times, per_step, [L * args.grad_accum] * args.steps,
-                     torch.cuda.max_memory_reserved() / 2**30, torch.cuda.get_device_name(0))
+                     torch.cuda.max_memory_reserved() / 2**30 if cuda else 0.0, _device_name())
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def recipe_path(args) -> Path:
+    return Path(args.recipe) if args.recipe else REPO / f"recipes/olmo7b-random-{args.strategy}.yaml"
 
 
 def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict:
@@ -115,7 +137,7 @@ def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict
 def kit_variant(args, micro_batch: int, batching: str, tag: str) -> dict:
     import yaml
 
-    src = yaml.safe_load((REPO / f"recipes/olmo7b-random-{args.strategy}.yaml").read_text())
+    src = yaml.safe_load(recipe_path(args).read_text())
     src["training"].update(max_steps=args.steps, grad_accum_steps=args.grad_accum // micro_batch,
                            micro_batch_size=micro_batch, batching=batching, checkpoint_every_steps=0)
     src["data"]["max_train_rows"] = args.steps * args.grad_accum
@@ -128,15 +150,14 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str) -> dict:
     for rep in (1, 2):
         run = out / f"kit-{tag}-{rep}"
         subprocess.run([sys.executable, "-m", "kit", "train", "--recipe", str(recipe), "--output", str(run),
-                        "--allow-data-change", "--json"], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+                        "--allow-data-change", "--json", "--strategy", args.strategy], check=True, cwd=REPO,
+                       stdout=subprocess.DEVNULL)
         hashes.append(json.loads((run / "manifest.json").read_text())["outputs"]["adapter"]["sha256"])
     timing = [json.loads(x) for x in (out / f"kit-{tag}-1/timing.jsonl").read_text().splitlines()]
     log = [json.loads(x) for x in (out / f"kit-{tag}-1/train_log.jsonl").read_text().splitlines()]
-    import torch
-
     res = summarize(f"kit (micro-batch {micro_batch}, {batching})", [t["seconds"] for t in timing],
                     [x["tokens"] for x in log], [t["padded_tokens"] for t in timing],
-                    max(t["peak_reserved_gib"] for t in timing), torch.cuda.get_device_name(0))
+                    max(t.get("peak_reserved_gib", 0.0) for t in timing), _device_name())
     res["adapter_sha256"] = hashes
     res["bit_identical_rerun"] = hashes[0] == hashes[1]
     return res
@@ -151,14 +172,16 @@ def main() -> None:
     p.add_argument("--max-seq-len", type=int, default=2048)
     p.add_argument("--variants", default="1:padded,4:length_grouped")
     p.add_argument("--out", default="/tmp/bench")
+    p.add_argument("--recipe", default=None, help="default: recipes/olmo7b-random-<strategy>.yaml")
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.cmd == "baseline":
         print(json.dumps(baseline(args)))
         return
     base = subprocess.run([sys.executable, __file__, "baseline", "--strategy", args.strategy, "--steps", str(args.steps),
-                           "--grad-accum", str(args.grad_accum), "--out", args.out], check=True, capture_output=True,
-                          text=True, cwd=REPO)
+                           "--grad-accum", str(args.grad_accum), "--out", args.out, "--max-seq-len", str(args.max_seq_len),
+                           *(["--recipe", args.recipe] if args.recipe else [])],
+                          check=True, capture_output=True, text=True, cwd=REPO)
     result = {"strategy": args.strategy, "steps": args.steps, "rows_per_step": args.grad_accum, "argv": sys.argv,
               "baseline": json.loads(base.stdout.strip().splitlines()[-1]), "kit": []}
     for v in args.variants.split(","):

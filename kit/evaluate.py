@@ -98,16 +98,15 @@ def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dic
     import torch
 
     from kit.data import IGNORE_INDEX, encode_messages
-    from kit.train import collate
+    from kit.train import collate, forward_loss
 
     encoded = [encode_messages(tok, r["messages"], str(r["id"])) for r in rows]
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(encoded), recipe.evaluation.batch_size):
-            ids, mask, labels = collate(encoded[i:i + recipe.evaluation.batch_size], tok.pad_token_id, device)
-            n = int((labels[:, 1:] != IGNORE_INDEX).sum())
-            out = net(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=torch.tensor(n, device=device))
-            total += float(out.loss.double()) * n
+            batch = collate(encoded[i:i + recipe.evaluation.batch_size], tok.pad_token_id, device)
+            n = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
+            total += float(forward_loss(net, batch, n, device).double()) * n
             count += n
     return {"loss": total / count if count else None, "label_tokens": count}
 

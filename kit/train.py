@@ -4,7 +4,8 @@ Features, each with its trade-off:
 - Seeded everything (kit.determinism) before the adapter is created; deterministic kernels on
   (measured on an H100: 29-50% slower per step, and the only way to get bit-identical adapters).
 - Loss on the assistant's tokens only, normalised over ALL label tokens of an optimizer step
-  (`num_items_in_batch`), so micro-batch size, padding and the number of ranks do not change it.
+  (`num_items_in_batch`), so micro-batch size, padding and the number of ranks do not change it;
+  logits are computed for the answer's positions only (`logits_to_keep`), not the prompt's.
 - Data order from a seeded generator per epoch; every step logs the sha256 of its token ids, so
   a different order is visible, not silent.
 - `length_grouped` batching sorts the rows *within* one optimizer step by length before cutting
@@ -88,19 +89,49 @@ def batch_sha256(rows: list[EncodedRow]) -> str:
     return h.hexdigest()
 
 
-def collate(rows: list[EncodedRow], pad_id: int, device: str):
+@dataclass(frozen=True)
+class Batch:
+    input_ids: object
+    attention_mask: object
+    position_ids: object
+    labels: object  # only the last `keep` positions: the ones whose logits are computed
+    keep: int
+
+
+def collate(rows: list[EncodedRow], pad_id: int, device: str) -> Batch:
+    """Left-padded batch with explicit position ids (each row counts from 0, as if unpadded).
+
+    Only the tail of each row holds labels (the assistant's answer), so the model computes logits
+    for the last `keep` positions alone (transformers' `logits_to_keep`): the 50k-vocabulary
+    projection and its cross-entropy skip the prompt, whose labels are ignored anyway.
+    """
     import torch
 
     width = max(len(r.input_ids) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    keep = 1
     for i, r in enumerate(rows):
         n = len(r.input_ids)
-        ids[i, :n] = torch.tensor(r.input_ids)
-        labels[i, :n] = torch.tensor(r.labels)
-        mask[i, :n] = 1
-    return ids.to(device), mask.to(device), labels.to(device)
+        ids[i, width - n:] = torch.tensor(r.input_ids)
+        labels[i, width - n:] = torch.tensor(r.labels)
+        mask[i, width - n:] = 1
+        positions[i, width - n:] = torch.arange(n)
+        first = next((j for j, x in enumerate(r.labels) if x != IGNORE_INDEX), n)
+        keep = max(keep, n - first + 1)  # + the token whose logits predict the first label
+    keep = min(keep, width)
+    return Batch(ids.to(device), mask.to(device), positions.to(device), labels[:, width - keep:].to(device), keep)
+
+
+def forward_loss(model, batch: Batch, num_items: int, device: str):
+    """Sum of the batch's token losses divided by `num_items` (the label tokens of the whole step)."""
+    import torch
+
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                 labels=batch.labels, logits_to_keep=batch.keep,
+                 num_items_in_batch=torch.tensor(num_items, device=device)).loss
 
 
 def make_optimizer(params, training):
@@ -174,13 +205,12 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             padded = 0
             mine = micro_batches(step_rows, t.micro_batch_size, t.batching == "length_grouped")[rank::world]
             for mb in mine:
-                ids, mask, labels = collate(mb, pad_id, device)
-                padded += ids.numel()
+                batch = collate(mb, pad_id, device)
+                padded += batch.input_ids.numel()
                 # each micro-batch's loss is its share of the step: sum over its tokens / step tokens
-                out = model(input_ids=ids, attention_mask=mask, labels=labels,
-                            num_items_in_batch=torch.tensor(label_tokens, device=device))
-                out.loss.backward()
-                loss_sum += out.loss.detach().to("cpu", torch.float64)
+                loss = forward_loss(model, batch, label_tokens, device)
+                loss.backward()
+                loss_sum += loss.detach().to("cpu", torch.float64)
             dist.all_reduce_grads(params)
             loss_sum = torch.tensor(dist.sum_scalar(float(loss_sum)), dtype=torch.float64)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Where does a deterministic training step spend its time? (issue 9)
+
+Profiles the kit's own training loop (kit.train.run_loop) on the 7B architecture with random
+weights, one micro-batch per step, and prints the top operators by GPU and by CPU time, with the
+wall time of each step. Steps 1-2 warm up; the profiler records steps 3-4.
+
+  python benchmarks/profile_step.py --strategy lora --seq 1024 --out /tmp/prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--strategy", choices=["lora", "qlora"], default="lora")
+    p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--deterministic", type=int, default=1)
+    p.add_argument("--out", default="/tmp/prof")
+    args = p.parse_args()
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from kit import determinism, model, plan, qualify, train
+    from kit.recipe import load_recipe, with_overrides
+
+    loaded = qualify.random_variant(load_recipe(f"recipes/kwanzaa-olmo7b-{args.strategy}.yaml"), steps=4)
+    loaded = with_overrides(loaded, determinism={"deterministic_algorithms": bool(args.deterministic)})
+    recipe = plan._as(loaded.recipe, args.strategy)
+    determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    net = model.load_for_training(model.materialize_random(recipe.model), recipe, args.strategy, "cuda:0", recipe.seed)
+    rows = qualify.synthetic_rows(4, args.seq, 50304)
+    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=schedule(wait=0, warmup=2, active=2),
+                   record_shapes=False)
+
+    def on_step(rec, total):
+        prof.step()
+
+    with prof, tempfile.TemporaryDirectory() as tmp:
+        train.run_loop(net, rows, recipe, Path(tmp), "cuda:0", 1, on_step=on_step)
+        times = [json.loads(x)["seconds"] for x in (Path(tmp) / "timing.jsonl").read_text().splitlines()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"{args.strategy}-seq{args.seq}-det{args.deterministic}"
+    by_gpu = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
+    by_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    (out / f"profile-{tag}.txt").write_text(f"step seconds {times}\n\nby GPU time\n{by_gpu}\n\nby CPU time\n{by_cpu}\n")
+    print(f"== {tag}: step seconds {[round(t, 3) for t in times]}")
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=12))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
+if __name__ == "__main__":
+    main()
