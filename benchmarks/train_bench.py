@@ -134,10 +134,12 @@ def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict
             "peak_reserved_gib": round(peak_gib, 3), "gpu": gpu}
 
 
-def kit_variant(args, micro_batch: int, batching: str, tag: str) -> dict:
+def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2) -> dict:
     import yaml
 
     src = yaml.safe_load(recipe_path(args).read_text())
+    # rows per optimizer step = micro_batch_size x grad_accum_steps = args.grad_accum in every variant;
+    # with token_budget, micro_batch_size is only a cap and the budget cuts the step's rows
     src["training"].update(max_steps=args.steps, grad_accum_steps=args.grad_accum // micro_batch,
                            micro_batch_size=micro_batch, batching=batching, checkpoint_every_steps=0)
     src["data"]["max_train_rows"] = args.steps * args.grad_accum
@@ -147,7 +149,7 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str) -> dict:
     recipe = out / f"kit-{tag}.yaml"
     recipe.write_text(yaml.safe_dump(src, sort_keys=False))
     hashes = []
-    for rep in (1, 2):
+    for rep in range(1, reps + 1):
         run = out / f"kit-{tag}-{rep}"
         subprocess.run([sys.executable, "-m", "kit", "train", "--recipe", str(recipe), "--output", str(run),
                         "--allow-data-change", "--json", "--strategy", args.strategy], check=True, cwd=REPO,
@@ -159,7 +161,7 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str) -> dict:
                     [x["tokens"] for x in log], [t["padded_tokens"] for t in timing],
                     max(t.get("peak_reserved_gib", 0.0) for t in timing), _device_name())
     res["adapter_sha256"] = hashes
-    res["bit_identical_rerun"] = hashes[0] == hashes[1]
+    res["bit_identical_rerun"] = hashes[0] == hashes[1] if len(hashes) > 1 else None
     return res
 
 
@@ -170,7 +172,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--grad-accum", type=int, default=8)
     p.add_argument("--max-seq-len", type=int, default=2048)
-    p.add_argument("--variants", default="1:padded,4:length_grouped")
+    p.add_argument("--variants", default="1:padded:1,8:token_budget:2",
+                   help="micro_batch:batching:reruns, comma-separated")
     p.add_argument("--out", default="/tmp/bench")
     p.add_argument("--recipe", default=None, help="default: recipes/olmo7b-random-<strategy>.yaml")
     args = p.parse_args()
@@ -185,8 +188,8 @@ def main() -> None:
     result = {"strategy": args.strategy, "steps": args.steps, "rows_per_step": args.grad_accum, "argv": sys.argv,
               "baseline": json.loads(base.stdout.strip().splitlines()[-1]), "kit": []}
     for v in args.variants.split(","):
-        mb, batching = v.split(":")
-        result["kit"].append(kit_variant(args, int(mb), batching, f"{args.strategy}-mb{mb}-{batching}"))
+        mb, batching, reps = (v.split(":") + ["2"])[:3]
+        result["kit"].append(kit_variant(args, int(mb), batching, f"{args.strategy}-mb{mb}-{batching}", int(reps)))
     for k in result["kit"]:
         k["speedup_vs_baseline"] = round(k["effective_tokens_per_s"] / result["baseline"]["effective_tokens_per_s"], 3)
     (Path(args.out) / f"bench-{args.strategy}.json").write_text(json.dumps(result, indent=1))

@@ -121,7 +121,7 @@ class TrainingSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
     gradient_checkpointing: bool = True
-    batching: Literal["padded", "length_grouped"] = "padded"
+    batching: Literal["padded", "length_grouped", "token_budget"] = "padded"
     checkpoint_every_steps: int = Field(0, ge=0)
 
 

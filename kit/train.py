@@ -8,8 +8,9 @@ Features, each with its trade-off:
   logits are computed for the answer's positions only (`logits_to_keep`), not the prompt's.
 - Data order from a seeded generator per epoch; every step logs the sha256 of its token ids, so
   a different order is visible, not silent.
-- `length_grouped` batching sorts the rows *within* one optimizer step by length before cutting
-  micro-batches: less padding, the same samples per step, the same normalisation.
+- `length_grouped` / `token_budget` batching sort the rows *within* one optimizer step by length
+  before cutting micro-batches: less padding, the same samples per step, the same normalisation;
+  `token_budget` caps a micro-batch at max_seq_len padded tokens, so peak memory does not grow.
 - Data-parallel when several processes run (kit.distributed): each rank takes every
   world_size-th micro-batch of the step; the effective batch is the recipe's.
 - Checkpoints every N steps (kit.checkpoint), resumable to the same final bytes; SIGINT/SIGTERM
@@ -72,10 +73,27 @@ def schedule(n_rows: int, seed: int, epochs: int, rows_per_step: int, max_steps:
     return steps[:max_steps] if max_steps else steps
 
 
-def micro_batches(rows: list[EncodedRow], micro_batch_size: int, length_grouped: bool) -> list[list[EncodedRow]]:
-    if length_grouped:
+def micro_batches(rows: list[EncodedRow], micro_batch_size: int, batching: str,
+                  token_budget: int | None = None) -> list[list[EncodedRow]]:
+    """Cut one optimizer step's rows into micro-batches (the step's rows and loss are unchanged).
+
+    padded: in schedule order, micro_batch_size rows each.
+    length_grouped: sorted by length first, so rows of similar length share a micro-batch.
+    token_budget: sorted by length, then as many rows (up to micro_batch_size) as fit in
+      token_budget padded tokens: short rows travel together while no micro-batch holds more
+      tokens (so no more activation memory) than one full-length row.
+    """
+    if batching in ("length_grouped", "token_budget"):
         rows = sorted(rows, key=lambda r: (len(r.input_ids), r.row_id))
-    return [rows[i:i + micro_batch_size] for i in range(0, len(rows), micro_batch_size)]
+    if batching != "token_budget":
+        return [rows[i:i + micro_batch_size] for i in range(0, len(rows), micro_batch_size)]
+    out: list[list[EncodedRow]] = []
+    for r in rows:  # ascending length: the newest row is the longest of its micro-batch
+        if out and len(out[-1]) < micro_batch_size and len(r.input_ids) * (len(out[-1]) + 1) <= token_budget:
+            out[-1].append(r)
+        else:
+            out.append([r])
+    return out
 
 
 def batch_sha256(rows: list[EncodedRow]) -> str:
@@ -203,7 +221,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             began = time.perf_counter()
             loss_sum = torch.zeros((), dtype=torch.float64)
             padded = 0
-            mine = micro_batches(step_rows, t.micro_batch_size, t.batching == "length_grouped")[rank::world]
+            mine = micro_batches(step_rows, t.micro_batch_size, t.batching, recipe.data.max_seq_len)[rank::world]
             for mb in mine:
                 batch = collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()

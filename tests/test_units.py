@@ -34,7 +34,7 @@ def test_data_order_follows_the_seed():
 
 def test_length_grouping_keeps_the_rows_of_a_step():
     rows = [EncodedRow(str(i), tuple(range(n)), tuple(range(n))) for i, n in enumerate([5, 2, 9, 3])]
-    grouped = micro_batches(rows, 2, True)
+    grouped = micro_batches(rows, 2, "length_grouped")
     assert [len(r.input_ids) for mb in grouped for r in mb] == [2, 3, 5, 9]
     assert batch_sha256(rows) != batch_sha256(list(reversed(rows)))
 
@@ -43,3 +43,11 @@ def test_cli_help_imports_no_heavy_library():
     code = "import sys; from kit.cli import cli; print(sorted(m for m in ('torch','transformers','peft','numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_token_budget_batches_short_rows_together_within_the_budget():
+    rows = [EncodedRow(str(i), tuple(range(n)), tuple(range(n))) for i, n in enumerate([500, 2000, 600, 700, 1000])]
+    batches = micro_batches(rows, 8, "token_budget", 2048)
+    assert sorted(r.row_id for mb in batches for r in mb) == sorted(r.row_id for r in rows)
+    assert all(len(mb) * max(len(r.input_ids) for r in mb) <= 2048 for mb in batches)
+    assert [len(mb) for mb in batches] == [2, 2, 1]  # (500, 600), (700, 1000), (2000)
