@@ -1,3 +1,102 @@
-"""Placeholder until this command group lands."""
+"""`kit data check` and `kit data build`: the Kwanzaa dataset, checked row by row and rebuilt
+from its YAML sources."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from kit.cli.output import console, emit, json_option, say, table
+from kit.databuild import DATA_DIR as SHIPPED
+from kit.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, DataError
+
+
+@click.group()
+def data() -> None:
+    """Build and check the Kwanzaa chat dataset (data/kwanzaa)."""
+
+
+@data.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--max-seq-len", default=2048, show_default=True, type=click.IntRange(min=1),
+              help="Longest row allowed, in tokens (OLMo tokenizer + chat template).")
+@json_option
+@click.option("--markdown", is_flag=True, help="Print the data card's tables (data/kwanzaa/README.md).")
+def check(paths: tuple[Path, ...], max_seq_len: int, as_json: bool, markdown: bool) -> None:
+    """Check chat JSONL files (default: the shipped train and eval files).
+
+    Every bad row is reported as FILE:LINE: REASON and the command exits 2.
+    """
+    from kit import datacheck
+
+    paths = list(paths) or [SHIPPED / "train.jsonl", SHIPPED / "eval.jsonl"]
+    for path in paths:
+        if not path.is_file():
+            raise DataError("data file not found", where=str(path),
+                            fix="pass the path of a chat JSONL file, or run `kit data build` to make the shipped ones")
+    report = datacheck.check_files(paths, max_seq_len)
+    if report["problems"]:
+        if as_json:
+            click.echo(json.dumps(report, indent=2, sort_keys=True))
+            sys.exit(EXIT_BAD_INPUT)
+        for p in report["problems"]:
+            row = f" ({p['id']})" if p["id"] else ""
+            click.echo(f"{p['file']}:{p['line']}{row}: {p['reason']}", err=True)
+        n_rows = len({(p["file"], p["line"]) for p in report["problems"]})
+        raise DataError(f"{len(report['problems'])} problem(s) in {n_rows} row(s), listed above",
+                        fix="fix those rows (shipped data: edit data/kwanzaa/src/*.yaml, then `kit data build`)")
+    if markdown and not as_json:
+        click.echo(datacheck.card_markdown(report), nl=False)
+        return
+    emit(report, as_json, _render_check)
+
+
+def _render_check(report: dict) -> None:
+    from kit import datacheck
+
+    out = console()
+    files = report["files"]
+    rows = [[Path(f["path"]).name, f["rows"], f["sha256"][:12], *(f["tokens"][k] for k in datacheck.TOKEN_KEYS)]
+            for f in files]
+    out.print(table(f"kit data check: all rows pass (max_seq_len {report['max_seq_len']}, tokens with the "
+                    "OLMo tokenizer and chat template)",
+                    ["file", "rows", "sha256", "p50 tokens", "p90", "p99", "max"], rows))
+    balance = []
+    for field in ("persona", "category", "completeness"):
+        for value in sorted({v for f in files for v in f[field]}):
+            balance.append([field, value, *(f[field].get(value, 0) for f in files)])
+    out.print(table("balance", ["field", "value", *(Path(f["path"]).name for f in files)], balance))
+
+
+@data.command()
+@click.option("--src", type=click.Path(path_type=Path, file_okay=False), default=SHIPPED / "src",
+              show_default=True, help="Folder with passages.yaml and questions-{train,eval}.yaml.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=SHIPPED,
+              show_default=True, help="Folder to write train.jsonl and eval.jsonl into.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; exit 1 if the JSONL under --out differs from a fresh build.")
+def build(src: Path, out: Path, check_only: bool) -> None:
+    """Render the chat JSONL from the YAML sources (deterministic: same YAML, same bytes)."""
+    import hashlib
+
+    from kit import databuild
+
+    texts = databuild.build(src)
+    if check_only:
+        stale = databuild.stale(texts, out)
+        if stale:
+            for path in stale:
+                click.echo(f"{path}: differs from a fresh build of {src}", err=True)
+            click.echo("Run `kit data build` and commit the result.", err=True)
+            sys.exit(EXIT_CHECK_FAILED)
+        say(f"{', '.join(str(out / f'{s}.jsonl') for s in texts)}: up to date")
+        return
+    for path in databuild.write(texts, out):
+        rows = path.read_bytes().count(b"\n")
+        click.echo(f"{path}  {rows} rows  sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}")
+
+
+COMMANDS = [data]
