@@ -1,0 +1,199 @@
+"""`kit verify`, `kit report` and `kit reproduce`: is this the published result, and say so publicly.
+
+Exit codes: 0 bit-exact or equivalent, 1 mismatch (or a published file that differs), 2 bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kit.cli.output import console, emit, json_option, say, table
+from kit.errors import EXIT_CHECK_FAILED, EXIT_OK
+
+_PATH = click.Path(path_type=Path)
+_COLOUR = {"bit-exact": "green", "equivalent": "green", "mismatch": "red", "no-reference": "yellow"}
+
+
+@click.command("verify")
+@click.argument("run_dir", required=False, type=_PATH)
+@click.option("--reference", "reference_file", type=_PATH, help="Reference JSON (default: references/<recipe>/<class>.json).")
+@click.option("--allow-input-change", is_flag=True, help="Compare even when the inputs differ (the verdict is then mismatch).")
+@click.option("--artifact", type=_PATH, help="Instead of a run: check a published adapter folder's files.")
+@click.option("--checksums", type=_PATH, help="With --artifact: sha256sum file or JSON (default: ARTIFACT/checksums.sha256).")
+@json_option
+def verify_command(run_dir, reference_file, allow_input_change, artifact, checksums, as_json):
+    """Bit-exact, equivalent or mismatch against the reference, with every cause named.
+
+    \b
+    kit verify RUN_DIR                          against references/<recipe>/<this hardware class>.json
+    kit verify RUN_DIR --reference FILE         against another reference
+    kit verify --artifact DIR --checksums FILE  a published adapter folder against published sha256s
+    """
+    from kit import verify
+
+    if artifact:
+        if run_dir or reference_file or allow_input_change:
+            raise click.UsageError("--artifact goes alone (with --checksums), not with RUN_DIR or --reference")
+        result = verify.verify_artifact(artifact, checksums)
+        emit(result, as_json, _render_artifact)
+        click.get_current_context().exit(EXIT_OK if result["ok"] else EXIT_CHECK_FAILED)
+    if not run_dir:
+        raise click.UsageError("pass RUN_DIR (or --artifact DIR)")
+    if checksums:
+        raise click.UsageError("--checksums goes with --artifact")
+    result = verify.verify_run(run_dir, reference_file, allow_input_change)
+    emit(result, as_json, _render_verdict)
+    click.get_current_context().exit(result["exit_code"])
+
+
+@click.command("report")
+@click.argument("run_dir", type=_PATH)
+@click.option("--reference", "reference_file", type=_PATH, help="Reference JSON (default: the one `kit verify` uses).")
+@click.option("--output", "-o", type=_PATH, help="Folder for the report files (default: RUN_DIR/report).")
+@click.option("--upload", "repo_id", metavar="REPO_ID", help="Open a pull request with the report on this HF dataset repo.")
+@click.option("--dry-run", is_flag=True, help="With --upload: print what would be sent, send nothing.")
+@json_option
+def report_command(run_dir, reference_file, output, repo_id, dry_run, as_json):
+    """Write report.json, report.md and loss_curve.png; optionally open a PR on the Hub with them.
+
+    The token comes from HF_TOKEN or `hf auth login`, never from the command line. Nothing private
+    is written: home paths, user and host names and tokens are scrubbed from every file.
+    """
+    from kit import report
+
+    if dry_run and not repo_id:
+        raise click.UsageError("--dry-run goes with --upload REPO_ID")
+    rep = report.build(run_dir, reference_file)
+    files = report.write(rep, output or Path(run_dir) / "report")
+    result = {"verdict": rep["verdict"], "files": [str(f) for f in files]}
+    if repo_id:
+        result["upload"] = _send(report, files, repo_id, rep, dry_run, output or Path(run_dir) / "report")
+    emit(result, as_json, _render_report)
+
+
+def _send(report, files, repo_id, rep, dry_run, out_dir) -> dict:
+    plan = report.upload_plan(files, repo_id, rep)
+    if dry_run:
+        return {"dry_run": True, "sent": False, **plan}
+    if report.is_offline():
+        return {"sent": False, "reason": "HF_HUB_OFFLINE is set", **plan, **report.write_bundle(plan, out_dir)}
+    sent = report.upload(plan)
+    return {**plan, **sent, **({} if sent["sent"] else report.write_bundle(plan, out_dir))}
+
+
+@click.command("reproduce")
+@click.option("--recipe", "-r", type=_PATH, default=Path("recipes/tiny.yaml"), show_default=True, help="Recipe YAML.")
+@click.option("--output", "-o", type=_PATH, help="Run directory (default: runs/<recipe>-<n>, the next free n).")
+@json_option
+def reproduce_command(recipe, output, as_json):
+    """Train, evaluate, verify and report one recipe; exits with verify's code."""
+    from kit import report, runner, verify
+    from kit.evaluate import evaluate_run
+    from kit.reference import references_dir
+
+    recipe = _shipped(recipe)
+    output = output or _next_run_dir(recipe)
+    say(f"[bold][1/4] train[/] {recipe} -> {output}")
+    from kit.train import Interrupted
+
+    try:
+        runner.train_run(recipe, output, on_step=None if as_json else _step_line)
+    except Interrupted as e:
+        say(f"[yellow]interrupted[/] after step {e.step}; continue with: kit train --resume {output}, "
+            f"then kit eval {output} && kit verify {output}")
+        raise SystemExit(128 + e.signum) from None
+    say("[bold][2/4] evaluate[/] (greedy generation on the eval set, then scoring)")
+    evaluate_run(output, on_batch=None if as_json else _batch_line)
+    say(f"[bold][3/4] verify[/] against {references_dir()}")
+    try:
+        result = verify.verify_run(output)
+    except click.ClickException:  # no reference, or other inputs: still leave a report behind
+        files = report.write(report.build(output), output / "report")
+        say(f"[bold][4/4] report[/] -> {files[1]}")
+        raise
+    files = report.write(report.build(output, verification=result), output / "report")
+    say(f"[bold][4/4] report[/] -> {files[1]}")
+    emit({"run_dir": str(output), "verification": result, "report_files": [str(f) for f in files]}, as_json,
+         lambda r: _render_verdict(r["verification"]))
+    click.get_current_context().exit(result["exit_code"])
+
+
+def _shipped(recipe: Path) -> Path:
+    """A relative recipe path not found here is looked up in the checkout the kit runs from (in the
+    image the working folder is /workspace and the shipped recipes are in /opt/kwanzaa-kit)."""
+    shipped = Path(__file__).resolve().parents[2] / recipe
+    return shipped if not recipe.exists() and not recipe.is_absolute() and shipped.is_file() else recipe
+
+
+def _next_run_dir(recipe: Path) -> Path:
+    n = 1
+    while (Path("runs") / f"{recipe.stem}-{n}").exists():
+        n += 1
+    return Path("runs") / f"{recipe.stem}-{n}"
+
+
+def _step_line(rec, total) -> None:
+    say(f"  step {rec.step:>4}/{total}  loss {rec.loss:.4f}  grad-norm {rec.grad_norm:.3f}")
+
+
+def _batch_line(done, total) -> None:
+    say(f"  generated {done}/{total}")
+
+
+COMMANDS = [verify_command, report_command, reproduce_command]
+
+
+# ---- rendering for people --------------------------------------------------------------------
+
+def _render_verdict(r: dict) -> None:
+    from rich.markup import escape
+
+    out = console()
+    ref = r["reference"]
+    colour = _COLOUR[r["verdict"]]
+    out.print(f"[bold {colour}]{r['verdict']}[/]  against {escape(ref['file'])} "
+              f"({'same hardware class' if ref['same_class'] else 'another hardware class'})")
+    if r["causes"]:
+        effect = {"mismatch": "[red]mismatch[/]", "not-bit-exact": "[yellow]not bit-exact[/]", "info": "info"}
+        out.print(table("causes", ["effect", "what", "what it means"],
+                        [[effect[c["effect"]], escape(c["message"]), escape(c["meaning"])] for c in r["causes"]]))
+    checks = r["checks"]
+    n_in = sum(1 for c in checks if c["in_band"])
+    out.print(f"{n_in} of {len(checks)} quantities inside the reference band (eval loss, metrics, loss per step)")
+
+
+def _render_artifact(r: dict) -> None:
+    from rich.markup import escape
+
+    colour = {"ok": "green", "differs": "red", "missing": "red"}
+    rows = [[escape(f["file"]), f"[{colour[f['status']]}]{f['status']}[/]", f["expected"][:16], (f["actual"] or "-")[:16]]
+            for f in r["files"]]
+    console().print(table(f"{escape(r['folder'])} vs {escape(r['checksums'])}", ["file", "", "expected", "actual"], rows))
+    if r["not_listed"]:
+        console().print(f"not in the checksums (not checked): {escape(', '.join(r['not_listed']))}")
+    console().print("[green]every file matches[/]" if r["ok"] else "[red]some files differ from the published checksums[/]")
+
+
+def _render_report(r: dict) -> None:
+    from rich.markup import escape
+
+    out = console()
+    out.print(f"[bold {_COLOUR[r['verdict']]}]{r['verdict']}[/]; report written:")
+    for f in r["files"]:
+        out.print(f"  {escape(f)}", soft_wrap=True)
+    up = r.get("upload")
+    if not up:
+        return
+    if up.get("dry_run") or not up["sent"]:
+        head = "dry run: nothing sent" if up.get("dry_run") else f"not sent ({escape(up['reason'])})"
+        out.print(f"[yellow]{head}[/]. Would open a pull request on dataset {escape(up['repo_id'])}: "
+                  f"{escape(up['commit_message'])}")
+        out.print(table("files", ["path in repo", "bytes", "sha256"],
+                        [[escape(f["path_in_repo"]), f["size_bytes"], f["sha256"]] for f in up["files"]]))
+        if up.get("bundle"):
+            out.print(f"bundle written: {escape(up['bundle'])}\nsend it later with:\n  {escape(up['how'])}",
+                      soft_wrap=True)  # commands a person copies must not be cut
+    else:
+        out.print(f"[green]pull request opened[/]: {escape(str(up.get('pr_url')))}")

@@ -1,0 +1,325 @@
+"""A run's report: report.json (kwanzaa-kit.report.v1), report.md and loss_curve.png, and sending it.
+
+The report holds the verdict and its causes (kit.verify), the fingerprints, the metrics against
+their targets and the reference band, the environment and the commands to reproduce. Every
+string in it goes through `scrub` first: no home path, user name, host name or token leaves
+this machine. `--upload` opens a pull request on a Hugging Face dataset repo (token from HF_TOKEN
+or the HF login, never the command line); offline, a bundle is written to upload later.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import platform
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+from kit import reference, rundir, verify
+from kit.errors import KitError
+
+SCHEMA = "kwanzaa-kit.report.v1"
+FILES = ("report.json", "report.md", "loss_curve.png")
+NO_REFERENCE = "no-reference"
+TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_API_TOKEN")
+_HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+_SECRET_KEY = re.compile(r"(^|[_-])(token|api_?key|secret|password|passwd|credentials?)$", re.I)
+VERDICT_TEXT = {
+    verify.BIT_EXACT: "the same adapter bytes as the reference, on the same hardware class and software.",
+    verify.EQUIVALENT: "not the same bytes (the causes say why), but the eval loss, every metric and every "
+                       "loss-curve point lie inside the reference band.",
+    verify.MISMATCH: "the run is not the published result: the causes below say where and by how much.",
+    NO_REFERENCE: "there is no reference for this recipe yet, so nothing to compare with; publishing this "
+                  "report helps make one.",
+}
+
+
+class UploadError(KitError):
+    """The Hub refused the upload (not logged in, no write access, no such dataset repo)."""
+
+
+# ---- scrubbing -------------------------------------------------------------------------------
+
+def private_values() -> dict[str, list[str]]:
+    """What must never leave the machine: home folders, user names, host names, tokens."""
+    homes, users = {os.environ.get("HOME"), str(Path.home())}, {os.environ.get(k) for k in ("USER", "LOGNAME", "USERNAME")}
+    try:
+        import pwd
+
+        entry = pwd.getpwuid(os.getuid())
+        homes.add(entry.pw_dir)
+        users.add(entry.pw_name)
+    except (ImportError, KeyError):
+        pass
+    try:
+        users.add(getpass.getuser())
+    except (KeyError, OSError):
+        pass
+    hosts = {socket.gethostname(), platform.node()}
+    tokens = {os.environ.get(k) for k in TOKEN_ENV}
+
+    def keep(values, min_len=2):
+        return sorted({v.rstrip("/") if v != "/" else v for v in values if v and len(v) >= min_len and v != "/"},
+                      key=len, reverse=True)
+
+    return {"tokens": keep(tokens, 8), "homes": keep(homes), "hosts": keep(hosts), "users": keep(users)}
+
+
+def scrub_text(text: str, private: dict[str, list[str]]) -> str:
+    """Tokens -> <redacted>, home folders -> ~, host names -> <host>, user names -> <user>."""
+    for token in private["tokens"]:
+        text = text.replace(token, "<redacted>")
+    text = _HF_TOKEN.sub("<redacted>", text)
+    for home in private["homes"]:
+        text = text.replace(home, "~")
+    for label, values in (("<host>", private["hosts"]), ("<user>", private["users"])):
+        for v in values:
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(v)}(?![A-Za-z0-9_])", label, text)
+    return text
+
+
+def scrub(obj: Any, private: dict[str, list[str]] | None = None) -> Any:
+    """A copy of a JSON-like value with every private string replaced and secret-named keys redacted."""
+    private = private_values() if private is None else private
+    if isinstance(obj, dict):
+        return {scrub_text(str(k), private): "<redacted>" if _SECRET_KEY.search(str(k)) and v is not None
+                else scrub(v, private) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub(v, private) for v in obj]
+    if isinstance(obj, str):
+        return scrub_text(obj, private)
+    return obj
+
+
+# ---- building --------------------------------------------------------------------------------
+
+def build(run: Path, reference_path: Path | None = None, verification: dict | None = None) -> dict:
+    """The report of RUN (complete and evaluated), compared with its reference when there is one.
+    Differing inputs are compared, not refused: the report names them and the verdict is mismatch."""
+    run = Path(run)
+    results = reference.run_results(run)
+    if verification is None and (reference_path or reference.locate(results["recipe_name"],
+                                                                     results["environment"]["hardware"])):
+        verification = verify.verify_run(run, reference_path, allow_input_change=True)
+    manifest = rundir.read_json(run / rundir.MANIFEST)
+    scored = rundir.read_json(run / rundir.EVAL / "metrics.json")
+    checks = {c["name"]: c for c in (verification or {}).get("checks", [])}
+    env = manifest["inputs"]["environment"]
+    recipe_file = _recipe_file(manifest)
+    ref_file = _portable_reference((verification or {}).get("reference", {}).get("file"))
+    report = {
+        "schema": SCHEMA,
+        "kit_version": manifest.get("kit_version"),
+        "run": {"name": run.name, "recipe_name": manifest["recipe_name"], "recipe_file": recipe_file,
+                "status": manifest["status"], "plan": manifest["plan"], "summary": manifest.get("summary"),
+                "determinism": manifest.get("determinism"),
+                "hardware_class_slug": reference.hardware_slug(env["hardware"])},
+        "verdict": verification["verdict"] if verification else NO_REFERENCE,
+        "verdict_text": VERDICT_TEXT[verification["verdict"] if verification else NO_REFERENCE],
+        "exit_code": verification["exit_code"] if verification else None,
+        "causes": verification["causes"] if verification else [],
+        "reference": {**verification["reference"], "file": ref_file} if verification else None,
+        "fingerprints": {"inputs": {k: v["sha256"] for k, v in manifest["inputs"].items()},
+                         "outputs": {k: v["sha256"] for k, v in manifest.get("outputs", {}).items()}},
+        "eval_loss": {"value": results["eval_loss"], "band": _band(checks.get("eval_loss"))},
+        "metrics": [{"name": name, **{k: m.get(k) for k in ("value", "numerator", "denominator", "target",
+                                                            "meets_target")}, "band": _band(checks.get(name))}
+                    for name, m in scored.get("metrics", {}).items()],
+        "loss_curve": [{"step": p["step"], "loss": p["loss"], "band": _band(checks.get(f"loss[step {p['step']}]"))}
+                       for p in results["loss_curve"]],
+        "environment": {k: env.get(k) for k in ("hardware", "software", "driver", "image", "hardware_sha256",
+                                                "software_sha256", "sha256")},
+        "reproduce": _commands(recipe_file, ref_file),
+    }
+    return scrub(report)
+
+
+def _band(check: dict | None) -> dict | None:
+    if not check:
+        return None
+    return {k: check[k] for k in ("low", "high", "center", "in_band", "distance")}
+
+
+def _recipe_file(manifest: dict) -> str:
+    origin = manifest["inputs"]["recipe"].get("origin") or ""
+    if origin and not origin.startswith("..") and not os.path.isabs(origin):
+        return origin
+    return f"recipes/{manifest['recipe_name']}.yaml"
+
+
+def _portable_reference(path: str | None) -> str | None:
+    if not path:
+        return None
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(reference.references_dir().resolve().parent))
+    except ValueError:
+        return p.name
+
+
+def _commands(recipe_file: str, ref_file: str | None) -> list[str]:
+    ref = f" --reference {ref_file}" if ref_file else ""
+    return [f"make reproduce REPRODUCE_ARGS='--recipe {recipe_file}'   # in the image (Docker + GPU), else the venv",
+            f"kit reproduce --recipe {recipe_file}   # train, evaluate, verify, report in one",
+            f"kit verify RUN_DIR{ref}",
+            "kit report RUN_DIR --upload <hf-dataset-repo> --dry-run   # see what would be sent"]
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+def write(report: dict, out_dir: Path) -> list[Path]:
+    """report.json, report.md and loss_curve.png in OUT_DIR (default RUN/report)."""
+    out_dir = Path(out_dir)
+    rundir.atomic_write_json(out_dir / "report.json", report)
+    rundir.atomic_write_text(out_dir / "report.md", scrub_text(render_markdown(report), private_values()))
+    plot_loss_curve(report, out_dir / "loss_curve.png")
+    return [out_dir / name for name in FILES]
+
+
+_YES_NO = {True: "yes", False: "no", None: "no data"}
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _band_text(b: dict | None, digits: int = 4) -> str:
+    if not b:
+        return "-"
+    if b["low"] is None:
+        return "no data" + ("" if b["in_band"] else " in the reference: **OUT**")
+    return (f"[{_fmt(b['low'], digits)}, {_fmt(b['high'], digits)}] "
+            + ("in" if b["in_band"] else f"**OUT** by {_fmt(b['distance'], digits)}"))
+
+
+def render_markdown(r: dict) -> str:
+    run, ref = r["run"], r["reference"]
+    lines = [f"# kwanzaa-kit report: {run['recipe_name']}", "",
+             f"**Verdict: {r['verdict']}** — {r['verdict_text']}", ""]
+    if ref:
+        same = "same hardware class" if ref["same_class"] else "another hardware class"
+        lines += [f"Reference: `{ref['file']}` ({same}).", ""]
+    lines += ["## Causes", ""]
+    lines += [f"- **{c['effect']}** `{c['message']}` — {c['meaning']}" for c in r["causes"]] or ["- none"]
+    lines += ["", "## Fingerprints (sha256)", "", "| what | sha256 |", "|---|---|"]
+    lines += [f"| input {k} | `{v}` |" for k, v in r["fingerprints"]["inputs"].items()]
+    lines += [f"| output {k} | `{v}` |" for k, v in r["fingerprints"]["outputs"].items()]
+    lines += ["", "## Metrics", "", "| metric | value | n/d | target | meets target | reference band |",
+              "|---|---|---|---|---|---|",
+              f"| eval_loss | {_fmt(r['eval_loss']['value'], 7)} | | | | {_band_text(r['eval_loss']['band'], 7)} |"]
+    for m in r["metrics"]:
+        t = m.get("target") or {}
+        lines.append(f"| {m['name']} | {_fmt(m['value'])} | {m['numerator']}/{m['denominator']} | "
+                     f"{t.get('op', '')} {t.get('percent', '')}% | {_YES_NO[m['meets_target']]} | {_band_text(m['band'])} |")
+    outside = [p for p in r["loss_curve"] if p["band"] and not p["band"]["in_band"]]
+    final = _fmt(r["loss_curve"][-1]["loss"], 6) if r["loss_curve"] else "n/a"
+    lines += ["", "## Loss curve", "", "![loss curve](loss_curve.png)", "",
+              f"{len(r['loss_curve'])} steps, final loss {final}; "
+              f"{len(outside)} outside the reference band.", "", "## Environment", "", "| what | value |", "|---|---|"]
+    env = r["environment"]
+    lines += [f"| {k} | {v} |" for k, v in env["hardware"].items()]
+    lines += [f"| {k} | {v} |" for k, v in env["software"].items()]
+    lines += [f"| driver | {env['driver']} |", f"| image | {env['image']} |", "",
+              "## Reproduce", "", "```sh", *r["reproduce"], "```", ""]
+    return "\n".join(lines)
+
+
+def plot_loss_curve(r: dict, path: Path) -> None:
+    """The run's training loss per step over the reference band (when there is one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    steps = [p["step"] for p in r["loss_curve"]]
+    banded = [p for p in r["loss_curve"] if p["band"] and p["band"]["low"] is not None]
+    if banded:
+        x = [p["step"] for p in banded]
+        ax.fill_between(x, [p["band"]["low"] for p in banded], [p["band"]["high"] for p in banded], alpha=0.25,
+                        color="tab:green", label="reference band")
+        ax.plot(x, [p["band"]["center"] for p in banded], "--", color="tab:green", lw=1, label="reference center")
+    ax.plot(steps, [p["loss"] for p in r["loss_curve"]], "o-", color="tab:blue", ms=3, label="this run")
+    out = [p for p in banded if not p["band"]["in_band"]]
+    if out:
+        ax.plot([p["step"] for p in out], [p["loss"] for p in out], "x", color="tab:red", ms=8, label="outside band")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="optimizer step", ylabel="training loss", title=f"{r['run']['recipe_name']}: {r['verdict']}")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+# ---- sending ---------------------------------------------------------------------------------
+
+def upload_plan(files: list[Path], repo_id: str, report: dict) -> dict:
+    """Exactly what --upload sends: a pull request on a dataset repo with these files."""
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    report_sha = digests[next(p for p in files if p.name == "report.json")]
+    adapter = (report["fingerprints"]["outputs"].get("adapter") or "none")[:12]
+    folder = f"reports/{report['run']['recipe_name']}/{report['run']['hardware_class_slug']}/{adapter}-{report_sha[:8]}"
+    return {"repo_id": repo_id, "repo_type": "dataset", "create_pr": True,
+            "commit_message": f"kit report: {report['run']['recipe_name']} on "
+                              f"{report['run']['hardware_class_slug']}: {report['verdict']}",
+            "commit_description": "\n".join(f"- {c['message']}" for c in report["causes"]) or "no causes",
+            "files": [{"path_in_repo": f"{folder}/{p.name}", "local": str(p), "size_bytes": p.stat().st_size,
+                       "sha256": digests[p]} for p in files]}
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def upload(plan: dict) -> dict:
+    """Open the pull request. Returns {"sent": True, "pr_url"}, or {"sent": False, "reason"} when
+    the Hub cannot be reached (write a bundle then); a refusal by the Hub raises UploadError."""
+    import httpx
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    operations = [CommitOperationAdd(path_in_repo=f["path_in_repo"], path_or_fileobj=f["local"]) for f in plan["files"]]
+    try:
+        info = HfApi().create_commit(repo_id=plan["repo_id"], repo_type="dataset", operations=operations,
+                                     create_pr=True, commit_message=plan["commit_message"],
+                                     commit_description=plan["commit_description"])
+    except (OfflineModeIsEnabled, httpx.TransportError, ConnectionError) as e:
+        return {"sent": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        fix = {401: "log in (`hf auth login`) or set HF_TOKEN to a token with write access",
+               403: "use a token with write access to that repo, or open the PR on a repo you can write to",
+               404: "check the dataset repo id (owner/name), and that it is a dataset repo"}.get(
+                   status, "see the Hub's message, or upload the bundle later")
+        raise UploadError(f"the Hub refused the upload (HTTP {status})", where=plan["repo_id"], fix=fix) from None
+    return {"sent": True, "pr_url": getattr(info, "pr_url", None), "commit_url": getattr(info, "commit_url", None)}
+
+
+def write_bundle(plan: dict, out_dir: Path) -> dict:
+    """upload-bundle.tar.gz: the files at their repo paths, plus UPLOAD.md saying how to send them."""
+    import io
+    import tarfile
+
+    how = (f"kit report RUN_DIR --upload {plan['repo_id']}   (when online again), or:\n"
+           f"mkdir bundle && tar xzf upload-bundle.tar.gz -C bundle && "
+           f"hf upload {plan['repo_id']} bundle . --repo-type dataset --create-pr "
+           f"--commit-message \"{plan['commit_message']}\"")
+    path = Path(out_dir) / "upload-bundle.tar.gz"
+    members = [(f["path_in_repo"], Path(f["local"]).read_bytes()) for f in plan["files"]]
+    members.append(("UPLOAD.md", f"# Upload later\n\n```sh\n{how}\n```\n".encode()))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    rundir.atomic_write_bytes(path, buffer.getvalue())
+    return {"bundle": str(path), "how": how}
