@@ -3,7 +3,7 @@
 
 Profiles the kit's own training loop (kit.train.run_loop) on the 7B architecture with random
 weights, one micro-batch per step, and prints the top operators by GPU and by CPU time, with the
-wall time of each step. Steps 1-2 warm up; the profiler records steps 3-4.
+wall time of each step. One step warms up; the profiler records the next.
 
   python benchmarks/profile_step.py --strategy lora --seq 1024 --out /tmp/prof
 """
@@ -28,7 +28,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from torch.profiler import ProfilerActivity, profile, schedule
+    from torch.profiler import ProfilerActivity, profile
 
     from kit import determinism, model, plan, qualify, train
     from kit.recipe import load_recipe, with_overrides
@@ -38,15 +38,12 @@ def main() -> None:
     recipe = plan._as(loaded.recipe, args.strategy)
     determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
     net = model.load_for_training(model.materialize_random(recipe.model), recipe, args.strategy, "cuda:0", recipe.seed)
-    rows = qualify.synthetic_rows(4, args.seq, 50304)
-    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=schedule(wait=0, warmup=2, active=2),
-                   record_shapes=False)
-
-    def on_step(rec, total):
-        prof.step()
-
-    with prof, tempfile.TemporaryDirectory() as tmp:
-        train.run_loop(net, rows, recipe, Path(tmp), "cuda:0", 1, on_step=on_step)
+    rows = qualify.synthetic_rows(2, args.seq, 50304)
+    with tempfile.TemporaryDirectory() as tmp:  # warm-up: kernels chosen, allocator filled
+        train.run_loop(net, rows[:1], recipe, Path(tmp), "cuda:0", 1)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof, \
+            tempfile.TemporaryDirectory() as tmp:
+        train.run_loop(net, rows[1:], recipe, Path(tmp), "cuda:0", 1)
         times = [json.loads(x)["seconds"] for x in (Path(tmp) / "timing.jsonl").read_text().splitlines()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

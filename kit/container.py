@@ -47,6 +47,38 @@ def lock_sha256(kind: str) -> str:
     return hashlib.sha256(lock_path(kind).read_bytes()).hexdigest()
 
 
+def lock_pins(kind: str) -> dict[str, str]:
+    """name -> version of every package the lock pins."""
+    pins = {}
+    for line in lock_path(kind).read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+        if m:
+            pins[m[1].lower().replace("_", "-")] = m[2]
+    return pins
+
+
+def lock_mismatches(kind: str) -> list[str]:
+    """Packages whose installed version is not the lock's ('name lock -> installed'); [] = in sync."""
+    out = []
+    for name, pinned in sorted(lock_pins(kind).items()):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or installed.split("+")[0] != pinned.split("+")[0]:
+            out.append(f"{name} {pinned} -> {installed or 'missing'}")
+    return out
+
+
+def installed_lock_sha256(kind: str) -> str | None:
+    """The lock's sha256 when this environment is exactly what it pins, else None: a lock hash
+    in a manifest means "installed from this lock", never just "a lock file was nearby"."""
+    try:
+        return None if lock_mismatches(kind) else lock_sha256(kind)
+    except OSError:
+        return None
+
+
 def build_image_record(base_image: str, lock_kind: str, revision: str) -> dict:
     """The image.json content, from the environment the build just installed."""
     match = _PINNED_REFERENCE.match(base_image)

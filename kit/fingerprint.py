@@ -98,21 +98,15 @@ def environment(hardware: dict) -> dict:
 
 
 def _lock_sha256(cuda: str | None) -> str | None:
-    try:
-        from kit import container
+    from kit import container
 
-        return container.lock_sha256("cuda" if cuda else "cpu")
-    except (ImportError, OSError):
-        return None
+    return container.installed_lock_sha256("cuda" if cuda else "cpu")
 
 
 def _image() -> dict | None:
-    try:
-        from kit import container
+    from kit import container
 
-        return container.image_fingerprint()
-    except ImportError:
-        return None
+    return container.image_fingerprint()
 
 
 def _nvidia_driver() -> str | None:
@@ -167,6 +161,3 @@ def rehash(run: Path) -> dict:
 def _check(key: str, recorded, recomputed) -> dict:
     return {"key": key, "recorded": recorded, "recomputed": recomputed, "ok": recorded == recomputed}
 
-
-def python_hash_seed_fixed() -> bool:
-    return os.environ.get("PYTHONHASHSEED") not in (None, "random") and not sys.flags.hash_randomization
