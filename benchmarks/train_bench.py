@@ -187,12 +187,14 @@ def main() -> None:
                           check=True, capture_output=True, text=True, cwd=REPO)
     result = {"strategy": args.strategy, "steps": args.steps, "rows_per_step": args.grad_accum, "argv": sys.argv,
               "baseline": json.loads(base.stdout.strip().splitlines()[-1]), "kit": []}
+    out = Path(args.out) / f"bench-{args.strategy}.json"
+    out.write_text(json.dumps(result, indent=1))  # saved after every part: a time limit loses only the last
     for v in args.variants.split(","):
         mb, batching, reps = (v.split(":") + ["2"])[:3]
-        result["kit"].append(kit_variant(args, int(mb), batching, f"{args.strategy}-mb{mb}-{batching}", int(reps)))
-    for k in result["kit"]:
+        k = kit_variant(args, int(mb), batching, f"{args.strategy}-mb{mb}-{batching}", int(reps))
         k["speedup_vs_baseline"] = round(k["effective_tokens_per_s"] / result["baseline"]["effective_tokens_per_s"], 3)
-    (Path(args.out) / f"bench-{args.strategy}.json").write_text(json.dumps(result, indent=1))
+        result["kit"].append(k)
+        out.write_text(json.dumps(result, indent=1))
     print(f"{'path':45} {'eff tok/s':>10} {'peak GiB':>9} {'MFU':>6} {'x base':>7} identical")
     for r in [result["baseline"], *result["kit"]]:
         print(f"{r['name']:45} {r['effective_tokens_per_s']:>10} {r['peak_reserved_gib']:>9} {r['mfu_effective']!s:>6} "

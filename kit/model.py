@@ -52,6 +52,7 @@ def _download(spec: ModelSource) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    _check_disk_for_download(spec)
     try:
         # The token, if any, comes from HF_TOKEN or `huggingface-cli login`, never from a recipe.
         return Path(snapshot_download(spec.id, revision=spec.revision, allow_patterns=HUB_ALLOW))
@@ -62,6 +63,31 @@ def _download(spec: ModelSource) -> Path:
     except HfHubHTTPError as e:
         raise ModelSourceError(f"the hub refused {spec.id}@{spec.revision[:12]}: {str(e).splitlines()[0]}",
                                where="model", fix="check the id and the pinned revision, and HF_TOKEN if gated") from None
+
+
+def _check_disk_for_download(spec: ModelSource) -> None:
+    """Refuse a download that cannot fit in the Hugging Face cache (skipped offline)."""
+    import fnmatch
+    import shutil
+
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(spec.id, "config.json", revision=spec.revision),
+                                              str):
+        return
+    try:
+        info = HfApi().model_info(spec.id, revision=spec.revision, files_metadata=True)
+    except Exception:  # noqa: BLE001 - the download itself reports network and auth problems
+        return
+    needed = sum(s.size or 0 for s in info.siblings or [] if any(fnmatch.fnmatch(s.rfilename, p) for p in HUB_ALLOW))
+    cache = Path(constants.HF_HUB_CACHE)
+    cache.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache).free
+    if free < needed * 1.05:
+        from kit.errors import ResourceError
+
+        raise ResourceError(f"the download needs {needed / 2**30:.1f} GiB and only {free / 2**30:.1f} GiB is free",
+                            where=str(cache), fix="free disk space, or point HF_HOME at a larger disk")
 
 
 def materialize_random(spec: ModelSource) -> Path:
@@ -192,14 +218,28 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     return model
 
 
-def canonicalize_adapter_config(adapter_dir: Path, base_name: str) -> None:
-    """peft writes the local model path and a set-ordered module list; make both canonical."""
+def model_card(base_name: str, recipe_name: str, recipe_sha256: str, method: str) -> str:
+    """The adapter's README: from the recipe alone, so its bytes are the same on every machine
+    (peft's own card names the local model path)."""
+    return (f"---\nbase_model: {base_name}\nlibrary_name: peft\ntags:\n- kwanzaa-kit\n- {method}\n---\n\n"
+            f"# Kwanzaa adapter: recipe `{recipe_name}`\n\n"
+            f"A {method.upper()} adapter trained by kwanzaa-kit from recipe `{recipe_name}` "
+            f"(resolved recipe sha256 `{recipe_sha256}`) on `{base_name}`.\n\n"
+            "It answers with strict answer_json, cites its retrieved sources and refuses when they are not "
+            "enough. The run's manifest.json fingerprints every input and output; VERIFY.md in the kit says "
+            "how to check a reproduction.\n")
+
+
+def canonicalize_adapter_files(adapter_dir: Path, base_name: str, recipe_name: str, recipe_sha256: str,
+                               method: str) -> None:
+    """peft writes the local model path (config and card) and a set-ordered module list: make them canonical."""
+    from kit.rundir import atomic_write_text
+
+    atomic_write_text(adapter_dir / "README.md", model_card(base_name, recipe_name, recipe_sha256, method))
     path = adapter_dir / "adapter_config.json"
     config = json.loads(path.read_text("utf-8"))
     config["base_model_name_or_path"] = base_name
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
     config.pop("revision", None)
-    from kit.rundir import atomic_write_text
-
     atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")

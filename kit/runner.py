@@ -207,13 +207,19 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
     peft_model = model.load_for_training(inp.base_path, recipe, choice.strategy, dist.device, recipe.seed)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     log.info("trainable parameters: %d", trainable)
-    records = run_loop(peft_model, inp.rows, recipe, run, dist.device, inp.tokenizer.pad_token_id, dist, on_step)
+    try:
+        records = run_loop(peft_model, inp.rows, recipe, run, dist.device, inp.tokenizer.pad_token_id, dist, on_step)
+    except Exception as e:
+        if type(e).__name__ == "OutOfMemoryError":
+            raise out_of_memory(recipe, choice.strategy, run) from None
+        raise
     if not dist.is_main:
         dist.barrier()
         return {}
     adapter_dir = run / rundir.ADAPTER
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
-    model.canonicalize_adapter_config(adapter_dir, model.public_name(recipe.model))
+    model.canonicalize_adapter_files(adapter_dir, model.public_name(recipe.model), recipe.name, inp.loaded.sha256(),
+                                     choice.strategy)
     manifest["outputs"] = fingerprint.output_fingerprints(run)
     manifest["summary"] = {"steps": len(records), "trainable_parameters": trainable,
                            "final_loss": records[-1]["loss"] if records else None,
@@ -225,6 +231,25 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
     log.info("run complete: adapter sha256 %s", manifest["outputs"]["adapter"]["sha256"])
     dist.barrier()
     return manifest
+
+
+def out_of_memory(recipe, strategy: str, run: Path):
+    """The GPU ran out of memory: say what was measured and what the planner advises. The effective
+    batch is never changed behind the user's back (no automatic halving)."""
+    import torch
+
+    from kit import plan
+    from kit.errors import ResourceError
+
+    peak = torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
+    d = plan.decide(recipe, total)
+    other = "qlora" if strategy == "lora" else None
+    advice = (f"`kit train --strategy {other}` (planned ~{d.estimates[other]['device_gib']:.1f} GiB)" if other
+              else f"a shorter data.max_seq_len, or a card with more memory ({d.reason})")
+    return ResourceError(f"out of GPU memory after reserving {peak:.1f} GiB of {total or 0:.1f} GiB with {strategy} "
+                         f"(planned ~{d.estimates[strategy]['device_gib']:.1f} GiB); the batch was not changed",
+                         where=str(run / rundir.LOG), fix=f"run `kit plan`, then try {advice}; the run's log is kept")
 
 
 def _manifest(inp: Inputs, dist) -> dict:

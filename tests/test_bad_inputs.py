@@ -169,3 +169,38 @@ def test_bad_input_exits_2_with_its_own_message_and_no_traceback(name, env):
         assert w in result.output, (name, w, message)
     if argv[0] == "train" and not existed:
         assert not env.out.exists(), f"{name}: bad input left a run directory behind"
+
+
+def test_out_of_gpu_memory_is_a_clear_refusal_that_keeps_the_log_and_the_batch(env, monkeypatch):
+    import torch
+
+    import kit.train
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(kit.train, "forward_loss", oom)
+    result = CliRunner().invoke(cli, ["train", "--recipe", str(env.write()), "--output", str(env.out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "out of GPU memory" in result.output and "the batch was not changed" in result.output
+    assert "kit plan" in result.output
+    assert (env.out / "logs/kit.log").is_file()
+    assert json.loads((env.out / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_a_download_that_does_not_fit_on_the_disk_is_refused(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    from kit.errors import ResourceError
+    from kit.model import _check_disk_for_download
+    from kit.recipe import ModelSource
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    huge = [SimpleNamespace(rfilename="model.safetensors", size=10**15)]
+    monkeypatch.setattr("huggingface_hub.HfApi.model_info", lambda self, *a, **k: SimpleNamespace(siblings=huge))
+    spec = ModelSource(source="hub", id="a/b", revision="c" * 40)
+    with pytest.raises(ResourceError, match="the download needs"):
+        _check_disk_for_download(spec)

@@ -52,7 +52,7 @@ def test_manifest_fingerprints_every_input_and_output(tiny_run):
     assert env["software"]["torch"] and env["software"]["transformers"] and env["software"]["peft"]
     assert m["determinism"]["pythonhashseed"] == "0"
     assert m["determinism"]["cublas_workspace_config"] == ":4096:8"
-    assert set(m["outputs"]["adapter"]["files"]) == {"adapter_model.safetensors", "adapter_config.json"}
+    assert set(m["outputs"]["adapter"]["files"]) == {"adapter_model.safetensors", "adapter_config.json", "README.md"}
     assert len(m["outputs"]["train_log"]["sha256"]) == 64
     # the seven projections of every layer, A and B each
     assert m["outputs"]["adapter"]["tensors"] == 2 * 7 * 2
@@ -75,10 +75,13 @@ def test_step_log_records_loss_grad_norm_lr_and_batch_hash(tiny_run):
     assert len({x["batch_sha256"] for x in lines}) == len(lines)
 
 
-def test_adapter_config_names_no_local_path(tiny_run):
+def test_adapter_files_name_no_local_path(tiny_run, kit_cache):
     config = json.loads((tiny_run / "adapter/adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "random-init:olmo:seed0"
     assert config["target_modules"] == sorted(config["target_modules"])
+    for f in (tiny_run / "adapter").iterdir():
+        text = f.read_bytes().decode("latin-1")
+        assert str(kit_cache) not in text and "/root" not in text and "/home" not in text, f.name
 
 
 def test_kit_hash_recomputes_the_manifest(tiny_run, run_kit):

@@ -26,8 +26,9 @@ def emit(result: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 
 
 def say(message: str) -> None:
-    """A progress line for people, on stderr so that stdout stays clean for --json."""
-    console(stderr=True).print(message)
+    """A progress line for people, on stderr so that stdout stays clean for --json. Never wrapped:
+    these lines carry commands and paths that people copy."""
+    console(stderr=True).print(message, soft_wrap=True)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]):
