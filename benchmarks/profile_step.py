@@ -27,7 +27,6 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/prof")
     args = p.parse_args()
 
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from kit import determinism, model, plan, qualify, train

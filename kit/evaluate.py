@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from kit import fingerprint, rundir
-from kit.errors import RunDirError
 
 log = logging.getLogger("kit.evaluate")
 
@@ -29,10 +28,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
 
     model.quiet_transformers()
     manifest_path = run / rundir.MANIFEST
-    if not manifest_path.is_file() or rundir.read_json(manifest_path).get("status") != "complete":
-        raise RunDirError("the run is not complete (no finished manifest)", where=str(run),
-                          fix="finish it first: `kit train --resume " + str(run) + "`")
-    manifest = rundir.read_json(manifest_path)
+    manifest = rundir.read_manifest(run, complete=True)
     recipe = Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
     switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
     local = rundir.read_json(run / rundir.LOCAL)

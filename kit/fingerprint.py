@@ -8,9 +8,7 @@ fingerprint holds versions and the hardware class, never host names, user names 
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -141,11 +139,7 @@ def output_fingerprints(run: Path) -> dict:
 
 def rehash(run: Path) -> dict:
     """`kit hash`: recompute the fingerprints and compare them with what the manifest says."""
-    manifest_path = run / rundir.MANIFEST
-    if not manifest_path.is_file():
-        raise RunDirError("no manifest.json in the run directory", where=str(run),
-                          fix="pass a folder written by `kit train`")
-    manifest = rundir.read_json(manifest_path)
+    manifest = rundir.read_manifest(run)
     recomputed = output_fingerprints(run)
     recipe_file = run / rundir.RECIPE
     recipe_sha = hashlib.sha256(canonical_json(rundir.read_json(recipe_file))).hexdigest() if recipe_file.is_file() else None

@@ -145,14 +145,7 @@ def derive_bands(seed_results: list[dict]) -> dict:
 
 def run_results(run: Path) -> dict:
     """Everything a reference or a verification compares, read from a complete, evaluated run."""
-    manifest_path = run / rundir.MANIFEST
-    if not manifest_path.is_file():
-        raise RunDirError("no manifest.json in the run directory", where=str(run),
-                          fix="pass a folder written by `kit train`")
-    manifest = rundir.read_json(manifest_path)
-    if manifest.get("status") != "complete":
-        raise RunDirError(f"the run is not complete (status: {manifest.get('status')})", where=str(manifest_path),
-                          fix=f"finish it: `kit train --resume {run}`")
+    manifest = rundir.read_manifest(run, complete=True)
     metrics_path = run / rundir.EVAL / "metrics.json"
     if not metrics_path.is_file():
         raise RunDirError("the run has not been evaluated (no eval/metrics.json)", where=str(run),

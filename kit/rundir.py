@@ -63,6 +63,21 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text("utf-8"))
 
 
+def read_manifest(run: Path, complete: bool = False) -> dict:
+    """A run's manifest; refused when the folder is not a run (or, with complete, not a finished one)."""
+    from kit.errors import RunDirError
+
+    path = Path(run) / MANIFEST
+    if not path.is_file():
+        raise RunDirError("no manifest.json in the run directory", where=str(run),
+                          fix="pass a folder written by `kit train`")
+    manifest = read_json(path)
+    if complete and manifest.get("status") != "complete":
+        raise RunDirError(f"the run is not complete (status: {manifest.get('status')})", where=str(path),
+                          fix=f"finish it: `kit train --resume {run}`")
+    return manifest
+
+
 def append_jsonl(path: Path, obj: Any) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n")

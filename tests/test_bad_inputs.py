@@ -124,7 +124,7 @@ CASES = {
     "resume_with_a_recipe": (lambda e: ["train", "--resume", str(e.root), "--recipe", str(e.write())],
                              ["--resume takes the run directory alone"]),
     "hash_of_a_folder_that_is_not_a_run": (lambda e: ["hash", str(e.root)], ["no manifest.json"]),
-    "eval_of_a_folder_that_is_not_a_run": (lambda e: ["eval", str(e.root)], ["not complete"]),
+    "eval_of_a_folder_that_is_not_a_run": (lambda e: ["eval", str(e.root)], ["no manifest.json"]),
     "eval_responses_without_data": (lambda e: ["eval", "--responses", str(e.write())], ["go together"]),
     "qualify_without_a_gpu": (lambda e: ["qualify", "--recipe", str(REPO / "recipes/kwanzaa-olmo7b-qlora.yaml")],
                               ["none is visible"]),
