@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kit import metrics
+from kit import claims, metrics
 from kit.cli import cli
 from kit.errors import DataError
 
@@ -277,12 +277,12 @@ def test_documents_are_read_from_the_retrieved_documents_block_of_the_user_turn(
 
 def test_sentences_keep_trailing_markers_and_do_not_split_after_dr_or_initials():
     text = "Dr. Maulana Karenga created it.[1] It has seven principles. [2] W. E. B. Du Bois wrote.\n- A bullet"
-    assert metrics.sentences(text) == ["Dr. Maulana Karenga created it.[1]", "It has seven principles. [2]",
+    assert claims.sentences(text) == ["Dr. Maulana Karenga created it.[1]", "It has seven principles. [2]",
                                        "W. E. B. Du Bois wrote.", "- A bullet"]
 
 
 def test_content_words_drop_stop_words_keep_numbers_and_fold_plurals():
-    assert metrics.content_words("The principles of Kwanzaa, per the 7 sources, began in 1966") == {
+    assert claims.content_words("The principles of Kwanzaa, per the 7 sources, began in 1966") == {
         "principle", "kwanzaa", "per", "began", "7", "1966"}
 
 
@@ -448,3 +448,10 @@ def test_kit_compare_refuses_a_file_that_is_not_metrics(files):
     tmp, data, _, _ = files
     res = invoke("compare", data, str(tmp / "missing"))
     assert res.exit_code == 2 and "metrics" in res.output
+
+
+def test_sentences_do_not_end_inside_a_case_name_or_a_quoted_question():
+    assert claims.sentences("Brown v. Board of Education was decided in 1954 [1]. It ended school segregation [2].") == [
+        "Brown v. Board of Education was decided in 1954 [1].", "It ended school segregation [2]."]
+    assert claims.sentences("Habari gani? is the daily greeting [1]. Each day answers it [2].") == [
+        "Habari gani? is the daily greeting [1].", "Each day answers it [2]."]
