@@ -71,5 +71,24 @@ def tiny_run_copy(tiny_run, tmp_path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session")
+def evaluated_run(tiny_run, run_kit, tmp_path_factory) -> Path:
+    """The shared tiny run, copied once and evaluated (kit eval); read-only for tests."""
+    out = tmp_path_factory.getbasetemp() / "evaluated-tiny"
+    if not (out / "eval" / "metrics.json").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(tiny_run, out)
+        run_kit("eval", str(out), "--json", check=True)
+    return out
+
+
+@pytest.fixture
+def run_copy(evaluated_run, tmp_path) -> Path:
+    """A private copy of the evaluated tiny run, for tests that change files."""
+    dst = tmp_path / "run"
+    shutil.copytree(evaluated_run, dst)
+    return dst
+
+
 def manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())

@@ -17,26 +17,24 @@ def _hashes(run):
             if f.name != "timing.json"}
 
 
-def test_two_evaluations_of_one_run_give_identical_metrics_and_responses(tiny_run_copy, run_kit):
-    run_kit("eval", str(tiny_run_copy), "--json", check=True)
-    first = _hashes(tiny_run_copy)
-    run_kit("eval", str(tiny_run_copy), "--json", check=True)
-    assert _hashes(tiny_run_copy) == first and set(first) == {"metrics.json", "responses.jsonl"}
-    m = manifest(tiny_run_copy)
-    assert m["outputs"]["eval_metrics"]["sha256"] == first["metrics.json"]
-    assert m["outputs"]["eval_responses"]["sha256"] == first["responses.jsonl"]
-    metrics = json.loads((tiny_run_copy / "eval/metrics.json").read_text())
+def test_two_evaluations_of_one_run_give_identical_metrics_and_responses(evaluated_run, run_copy, run_kit):
+    run_kit("eval", str(run_copy), "--json", check=True)  # the second evaluation of this run
+    assert _hashes(run_copy) == _hashes(evaluated_run)
+    assert set(_hashes(run_copy)) == {"metrics.json", "responses.jsonl"}
+    m = manifest(run_copy)
+    assert m["outputs"]["eval_metrics"]["sha256"] == _hashes(run_copy)["metrics.json"]
+    assert m["outputs"]["eval_responses"]["sha256"] == _hashes(run_copy)["responses.jsonl"]
+    metrics = json.loads((run_copy / "eval/metrics.json").read_text())
     assert metrics["generation"] == {"decoding": "greedy", "batch_size": 4, "max_new_tokens": 64, "rows": 8}
     assert metrics["eval_loss"]["label_tokens"] > 0 and metrics["eval_loss"]["loss"] > 0
 
 
-def test_base_model_and_adapter_are_compared_side_by_side(tiny_run_copy, run_kit):
-    run_kit("eval", str(tiny_run_copy), check=True)
-    run_kit("eval", str(tiny_run_copy), "--base-only", check=True)
-    base = json.loads((tiny_run_copy / "eval-base/metrics.json").read_text())
-    adapted = json.loads((tiny_run_copy / "eval/metrics.json").read_text())
+def test_base_model_and_adapter_are_compared_side_by_side(run_copy, run_kit):
+    run_kit("eval", str(run_copy), "--base-only", check=True)
+    base = json.loads((run_copy / "eval-base/metrics.json").read_text())
+    adapted = json.loads((run_copy / "eval/metrics.json").read_text())
     assert base["model"] == "base" and adapted["model"] == "base+adapter"
     assert base["eval_loss"]["loss"] != adapted["eval_loss"]["loss"]  # the adapter changed something
-    out = json.loads(run_kit("compare", str(tiny_run_copy / "eval-base/metrics.json"), str(tiny_run_copy),
+    out = json.loads(run_kit("compare", str(run_copy / "eval-base/metrics.json"), str(run_copy),
                              "--json", check=True).stdout)
     assert out["labels"] == {"a": "base", "b": "adapter"} and "parse_rate" in out["metrics"]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import manifest
 from kit import reference, report
-from test_verify import evaluated_run, run_copy, tiny_reference  # noqa: F401  (shared fixtures)
+from test_verify import tiny_reference  # noqa: F401  (a fixture shared with test_verify)
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
 PRIVATE = {"tokens": ["sekrit-token-value"], "homes": ["/home/amara"], "hosts": ["amara-laptop"], "users": ["amara"]}

@@ -292,17 +292,6 @@ def test_artifact_files_are_checked_against_published_checksums(tmp_path):
 # ---- the CLI on a real tiny run (slow) -------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def evaluated_run(tiny_run, run_kit, tmp_path_factory) -> Path:
-    """The shared tiny run, copied once and evaluated (kit eval); read-only for tests."""
-    out = tmp_path_factory.getbasetemp() / "evaluated-tiny"
-    if not (out / "eval" / "metrics.json").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(tiny_run, out)
-        run_kit("eval", str(out), "--json", check=True)
-    return out
-
-
-@pytest.fixture(scope="session")
 def tiny_reference(evaluated_run, tmp_path_factory) -> Path:
     """references/tiny/<this class>.json in a folder of its own: the evaluated run plus four seeds
     spread around it (a real 5-seed reference takes minutes; the bit-exact part is real)."""
@@ -313,13 +302,6 @@ def tiny_reference(evaluated_run, tmp_path_factory) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(ref))
     return path
-
-
-@pytest.fixture
-def run_copy(evaluated_run, tmp_path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(evaluated_run, dst)
-    return dst
 
 
 def _verify(run_kit, *args, env=None):
