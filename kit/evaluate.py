@@ -84,7 +84,8 @@ def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path
         from peft import PeftModel
 
         net = PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
-    net.to(device) if not device.startswith("cuda") else None
+    if not device.startswith("cuda"):  # on CUDA, device_map already placed it
+        net.to(device)
     net.eval()
     return net
 

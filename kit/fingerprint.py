@@ -86,8 +86,8 @@ def environment(hardware: dict) -> dict:
     software["lock_sha256"] = _lock_sha256(torch.version.cuda)
     driver = None
     if hardware["device_type"] == "cuda":
-        driver = _nvidia_driver()
-    image = _image()
+        driver = nvidia_driver()
+    image = installed_image()
     env = {"software": software, "hardware": hardware, "driver": driver, "image": image}
     env["software_sha256"] = hashlib.sha256(canonical_json(software)).hexdigest()
     env["hardware_sha256"] = hashlib.sha256(canonical_json(hardware)).hexdigest()
@@ -101,13 +101,13 @@ def _lock_sha256(cuda: str | None) -> str | None:
     return container.installed_lock_sha256("cuda" if cuda else "cpu")
 
 
-def _image() -> dict | None:
+def installed_image() -> dict | None:
     from kit import container
 
     return container.image_fingerprint()
 
 
-def _nvidia_driver() -> str | None:
+def nvidia_driver() -> str | None:
     try:
         import subprocess
 

@@ -54,10 +54,10 @@ def detect() -> Machine:
             free, total = torch.cuda.mem_get_info(i)
             gpus.append(Gpu(i, props.name, round(total / GiB, 2), round(free / GiB, 2), f"{props.major}.{props.minor}",
                             bool(torch.cuda.is_bf16_supported()) if i == 0 else props.major >= 8))
-    driver = fingerprint._nvidia_driver() if gpus else None
+    driver = fingerprint.nvidia_driver() if gpus else None
     machine = Machine(gpus=gpus, driver=driver, cuda=torch.version.cuda, bitsandbytes_cuda=_bnb_cuda(gpus),
                       cpu=fingerprint.cpu_model(), cpu_count=os.cpu_count() or 1, torch_threads=torch.get_num_threads(),
-                      libraries=fingerprint.library_versions(), in_image=fingerprint._image())
+                      libraries=fingerprint.library_versions(), in_image=fingerprint.installed_image())
     return Machine(**{**asdict(machine), "gpus": gpus, "warnings": warnings_for(machine)})
 
 

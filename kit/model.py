@@ -213,7 +213,7 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                         target_modules=sorted(adapter.target_modules), task_type="CAUSAL_LM", bias="none")
     model = get_peft_model(model, config)
-    if device == "cpu" or not device.startswith("cuda"):
+    if not device.startswith("cuda"):  # on CUDA, device_map already placed it
         model.to(device)
     return model
 
