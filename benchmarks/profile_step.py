@@ -29,12 +29,12 @@ def main() -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from kit import determinism, model, plan, qualify, train
+    from kit import determinism, model, qualify, train
     from kit.recipe import load_recipe, with_overrides
 
     loaded = qualify.random_variant(load_recipe(f"recipes/kwanzaa-olmo7b-{args.strategy}.yaml"), steps=4)
     loaded = with_overrides(loaded, determinism={"deterministic_algorithms": bool(args.deterministic)})
-    recipe = plan._as(loaded.recipe, args.strategy)
+    recipe = loaded.recipe
     determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
     net = model.load_for_training(model.materialize_random(recipe.model), recipe, args.strategy, "cuda:0", recipe.seed)
     rows = qualify.synthetic_rows(2, args.seq, 50304)

@@ -22,10 +22,6 @@ def schema() -> dict:
     return json.loads(resources.files("kit.schema").joinpath(SCHEMA_FILE).read_text("utf-8"))
 
 
-def schema_bytes() -> bytes:
-    return resources.files("kit.schema").joinpath(SCHEMA_FILE).read_bytes()
-
-
 @lru_cache(maxsize=1)
 def _validator():
     import jsonschema

@@ -60,7 +60,7 @@ def save(run: Path, step: int, model, optimizer, scheduler, rng_states: list | N
 
 def _check_disk(root: Path, model) -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    needed = trainable * 4 * 4 + (64 << 20)  # weights + 2 optimizer moments (fp32) + slack, x~1.3
+    needed = trainable * 4 * 4 + (64 << 20)  # fp32 adapter + 2 optimizer moments + 1 spare copy + 64 MiB
     free = shutil.disk_usage(root).free
     if free < needed:
         raise ResourceError(f"only {free / 2**30:.2f} GiB free for a checkpoint of about {needed / 2**30:.2f} GiB; "

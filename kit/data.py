@@ -22,10 +22,6 @@ class EncodedRow:
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
 
-    @property
-    def n_label_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
-
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()

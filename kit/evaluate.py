@@ -31,14 +31,16 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     manifest = rundir.read_manifest(run, complete=True)
     recipe = Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
     switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
-    local = rundir.read_json(run / rundir.LOCAL)
+    # where the recipe file was (for a local model's relative path); a run copied from another
+    # machine has none, and then only hub and random-init models resolve
+    local = rundir.read_json(run / rundir.LOCAL) if (run / rundir.LOCAL).is_file() else {}
     eval_path = run / rundir.DATA / "eval.jsonl"
     data.check_pinned(eval_path, manifest["inputs"]["dataset"]["eval"]["sha256"], False, "inputs.dataset.eval")
     rows = data.read_rows(eval_path)
     rows = rows[:recipe.data.max_eval_rows] if recipe.data.max_eval_rows else rows
 
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    base_path = model.resolve_base_model(recipe.model, Path(local["recipe_path"]).parent)
+    base_path = model.resolve_base_model(recipe.model, Path(local.get("recipe_path", run / rundir.RECIPE)).parent)
     tok, _ = load_checked_tokenizer(recipe, base_path)
     net = _load(base_path, recipe, manifest["plan"]["strategy"], device, None if base_only else run / rundir.ADAPTER)
 
@@ -66,26 +68,13 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
 
 
 def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None):
-    import torch
-    from transformers import AutoModelForCausalLM
+    from kit import model
 
-    kwargs = dict(dtype=getattr(torch, recipe.model.dtype), use_safetensors=True, trust_remote_code=False)
-    if strategy == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        q = recipe.adapter.quantization
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
-            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
-    if device.startswith("cuda"):
-        kwargs["device_map"] = {"": 0}
-    net = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    net = model.load_base(base_path, recipe, strategy, device)
     if adapter_dir is not None:
         from peft import PeftModel
 
         net = PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
-    if not device.startswith("cuda"):  # on CUDA, device_map already placed it
-        net.to(device)
     net.eval()
     return net
 

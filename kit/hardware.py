@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 GiB = 1024 ** 3
 MIN_DRIVER_MAJOR = 525  # CUDA 12 needs >= 525; older drivers cannot run the locked torch
@@ -58,7 +58,7 @@ def detect() -> Machine:
     machine = Machine(gpus=gpus, driver=driver, cuda=torch.version.cuda, bitsandbytes_cuda=_bnb_cuda(gpus),
                       cpu=fingerprint.cpu_model(), cpu_count=os.cpu_count() or 1, torch_threads=torch.get_num_threads(),
                       libraries=fingerprint.library_versions(), in_image=fingerprint.installed_image())
-    return Machine(**{**asdict(machine), "gpus": gpus, "warnings": warnings_for(machine)})
+    return replace(machine, warnings=warnings_for(machine))
 
 
 def _bnb_cuda(gpus) -> bool | None:

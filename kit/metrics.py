@@ -433,14 +433,12 @@ def score_files(data: Path, responses: Path) -> dict:
 
 def read_metrics(path: Path) -> dict:
     """A metrics JSON file, or RUN_DIR/eval/metrics.json when `path` is a folder."""
+    from kit.rundir import read_json_file
+
     file = path / "eval" / "metrics.json" if path.is_dir() else path
-    if not file.is_file():
-        raise DataError("metrics file not found", where=str(file),
-                        fix="pass a metrics JSON (kit eval --output) or a run dir that holds eval/metrics.json")
-    try:
-        obj = json.loads(file.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"metrics file is not JSON ({e})", where=str(file), fix="re-run kit eval --output") from None
+    obj = read_json_file(file, DataError, "metrics file",
+                         "pass a metrics JSON (kit eval --output) or a run dir that holds eval/metrics.json",
+                         "re-run kit eval --output")
     if not isinstance(obj, dict) or obj.get("schema") != METRICS_SCHEMA or not isinstance(obj.get("metrics"), dict):
         raise DataError(f"not a {METRICS_SCHEMA} metrics file", where=str(file), fix="re-run kit eval --output")
     return obj

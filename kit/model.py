@@ -178,18 +178,17 @@ def public_name(spec: ModelSource) -> str:
     return f"local:{Path(spec.path).name}"
 
 
-def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
-    """The base model with a LoRA adapter on it (bf16/fp32 base for lora, nf4 base for qlora)."""
+def load_base(path: Path, recipe, method: str, device: str):
+    """The base model as the recipe trains it: bf16/fp32 for lora, nf4 (+ double quant) for qlora;
+    safetensors only, no remote code. Used by training and by evaluation alike."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    spec, adapter, gc = recipe.model, recipe.adapter, recipe.training.gradient_checkpointing
-    kwargs = dict(dtype=getattr(torch, spec.dtype), use_safetensors=True, trust_remote_code=False)
+    kwargs = dict(dtype=getattr(torch, recipe.model.dtype), use_safetensors=True, trust_remote_code=False)
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        q = adapter.quantization
+        q = recipe.adapter.quantization
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
@@ -200,6 +199,18 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     except (OSError, ValueError) as e:
         raise ModelSourceError(f"cannot load the base model: {str(e).splitlines()[0]}", where=str(path),
                                fix="check that the safetensors files are complete (re-download if not)") from None
+    if not device.startswith("cuda"):  # on CUDA, device_map already placed it
+        model.to(device)
+    return model
+
+
+def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
+    """The base model with a fresh, seeded LoRA adapter on it."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    adapter, gc = recipe.adapter, recipe.training.gradient_checkpointing
+    model = load_base(path, recipe, method, device)
     model.config.use_cache = False
     gc_kwargs = {"use_reentrant": False}
     if method == "qlora":
@@ -213,8 +224,8 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
                         target_modules=sorted(adapter.target_modules), task_type="CAUSAL_LM", bias="none")
     model = get_peft_model(model, config)
-    if not device.startswith("cuda"):  # on CUDA, device_map already placed it
-        model.to(device)
+    if not device.startswith("cuda"):
+        model.to(device)  # the new adapter weights
     return model
 
 

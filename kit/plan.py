@@ -101,6 +101,8 @@ class Decision:
 
 
 def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) -> Estimate:
+    """Peak memory of `recipe` trained with `strategy`, with the recipe's own optimizer (training
+    never swaps it, so neither does the estimate)."""
     arch = Architecture.from_config(recipe.model.config)
     a, t = recipe.adapter, recipe.training
     n_lora = arch.lora_params(a.r, a.target_modules)
@@ -128,7 +130,7 @@ def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) 
 
 def decide(recipe, gpu_memory_gib: float | None, seq_len: int | None = None) -> Decision:
     seq = seq_len or recipe.data.max_seq_len
-    est = {s: estimate(_as(recipe, s), s, seq, gpu_memory_gib) for s in ("lora", "qlora")}
+    est = {s: estimate(recipe, s, seq, gpu_memory_gib) for s in ("lora", "qlora")}
     as_dicts = {s: e.as_dict() for s, e in est.items()}
     if gpu_memory_gib is None:
         return Decision(None, "no GPU memory known: pass --gpu-memory GIB to plan for a card", as_dicts, None)
@@ -152,19 +154,9 @@ def decide(recipe, gpu_memory_gib: float | None, seq_len: int | None = None) -> 
 
 def longest_fitting_seq(recipe, gpu_memory_gib: float) -> int | None:
     for seq in (1792, 1536, 1280, 1024, 768, 512, 256):
-        if seq < recipe.data.max_seq_len and estimate(_as(recipe, "qlora"), "qlora", seq, gpu_memory_gib).fits:
+        if seq < recipe.data.max_seq_len and estimate(recipe, "qlora", seq, gpu_memory_gib).fits:
             return seq
     return None
-
-
-def _as(recipe, strategy: str):
-    """The recipe as it would train with `strategy` (QLoRA recipes use the paged 8-bit optimizer)."""
-    optimizer = recipe.training.optimizer
-    if strategy == "qlora" and optimizer == "adamw_torch" and recipe.adapter.method in ("auto", "lora"):
-        optimizer = "paged_adamw_8bit"
-    if strategy == "lora" and optimizer == "paged_adamw_8bit":
-        optimizer = "adamw_torch"
-    return recipe.model_copy(update={"training": recipe.training.model_copy(update={"optimizer": optimizer})})
 
 
 def tokens_per_s(strategy: str, gpu_name: str | None) -> tuple[float | None, str]:

@@ -20,7 +20,6 @@ from kit.data import EncodedRow
 from kit.recipe import LoadedRecipe, with_overrides
 
 GiB = 1024 ** 3
-H100_BF16_PEAK_FLOPS = 989e12
 
 
 def estimate_mfu(tokens_per_s: float, n_params: int, peak_flops: float) -> float:
@@ -77,20 +76,19 @@ def qualify(loaded: LoadedRecipe, strategies: list[str], seq_lens: list[int], st
     peak = peak_flops_for(gpu.name)
     results = []
     for strategy in strategies:
-        r = plan._as(recipe, strategy)
-        net = model.load_for_training(path, r, strategy, "cuda:0", r.seed)
+        net = model.load_for_training(path, recipe, strategy, "cuda:0", recipe.seed)
         for seq in seq_lens:
             gc.collect()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             rows = synthetic_rows(steps, seq, arch.vocab)
             with tempfile.TemporaryDirectory() as tmp:
-                records = run_loop(net, rows, r, Path(tmp), "cuda:0", 1)
+                records = run_loop(net, rows, recipe, Path(tmp), "cuda:0", 1)
                 times = [json.loads(x)["seconds"] for x in (Path(tmp) / "timing.jsonl").read_text().splitlines()]
             timed = times[warmup:] or times
             step_s = statistics.median(timed)
             tps = seq / step_s
-            est = plan.estimate(r, strategy, seq, gpu.total_gib)
+            est = plan.estimate(recipe, strategy, seq, gpu.total_gib)
             reserved = torch.cuda.max_memory_reserved() / GiB
             free, total = torch.cuda.mem_get_info()
             res = {"strategy": strategy, "seq_len": seq, "steps": steps, "step_seconds": times,

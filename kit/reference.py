@@ -239,16 +239,10 @@ _REQUIRED = ("schema", "recipe.name", "recipe.sha256", "hardware_class", "softwa
 
 def load(path: Path) -> dict:
     """A reference file, refused (exit 2, naming the file and the field) unless it is a v1 reference."""
-    import json
-
     path = Path(path)
-    if not path.is_file():
-        raise ReferenceFileError("reference file not found", where=str(path),
-                                 fix="pass an existing file, e.g. --reference references/tiny/<class>.json")
-    try:
-        ref = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReferenceFileError(f"not JSON ({e})", where=str(path), fix="restore the file from the repository") from None
+    ref = rundir.read_json_file(path, ReferenceFileError, "reference file",
+                                "pass an existing file, e.g. --reference references/tiny/<class>.json",
+                                "restore the file from the repository")
     if not isinstance(ref, dict) or ref.get("schema") != SCHEMA:
         found = ref.get("schema") if isinstance(ref, dict) else None
         raise ReferenceFileError(f"field `schema` is {found!r}, not {SCHEMA!r}", where=str(path),

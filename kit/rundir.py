@@ -8,7 +8,7 @@
     RUN/logs/kit.log         human log of the run; a failed run's traceback ends up here
     RUN/timing.jsonl         seconds per step (not fingerprinted: it is not deterministic)
     RUN/data/                copies of the pinned train/eval JSONL (the run is self-contained)
-    RUN/.local.json          where the recipe and base model were on this machine (never published)
+    RUN/.local.json          where the recipe file was on this machine (never published)
     RUN/eval/                responses.jsonl, metrics.json
     RUN/report/              report.json, report.md, loss_curve.png
 """
@@ -27,7 +27,6 @@ TRAIN_LOG = "train_log.jsonl"
 TIMING = "timing.jsonl"
 ADAPTER = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 CHECKPOINTS = "checkpoints"
 LOG = "logs/kit.log"
 EVAL = "eval"
@@ -61,6 +60,18 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text("utf-8"))
+
+
+def read_json_file(path: Path, error: type, what: str, fix_missing: str, fix_broken: str) -> Any:
+    """A JSON file a user pointed at: `error` (a KitError type, exit 2) names the file when it is
+    missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found", where=str(path), fix=fix_missing)
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{what} is not JSON ({e})", where=str(path), fix=fix_broken) from None
 
 
 def read_manifest(run: Path, complete: bool = False) -> dict:

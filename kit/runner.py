@@ -195,8 +195,7 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
     if not resume and dist.is_main:
         for src, name in ((inp.train_path, "train.jsonl"), (inp.eval_path, "eval.jsonl")):
             rundir.atomic_write_bytes(run / rundir.DATA / name, src.read_bytes())
-        rundir.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(inp.loaded.path.resolve()),
-                                                      "base_model_path": str(inp.base_path)})
+        rundir.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(inp.loaded.path.resolve())})
         rundir.atomic_write_json(run / rundir.RECIPE, inp.loaded.resolved_dict())
     manifest = _manifest(inp, dist)
     if dist.is_main:

@@ -44,7 +44,6 @@ def load_tokenizer(tokenizer_file: Path, chat_template: str):
     tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file), eos_token=EOS_TOKEN,
                                   pad_token=PAD_TOKEN, clean_up_tokenization_spaces=False)
     tok.chat_template = chat_template
-    tok.padding_side = "right"
     return tok
 
 

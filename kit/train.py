@@ -44,7 +44,6 @@ class StepRecord:
     rows: int
     label_tokens: int
     tokens: int
-    padded_tokens: int
     batch_sha256: str
 
     def as_log(self) -> dict:
@@ -238,7 +237,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             optimizer.zero_grad(set_to_none=True)
             rec = StepRecord(step=step, epoch=epoch, loss=float(loss_sum), grad_norm=float(grad_norm), lr=float(lr),
                              rows=len(step_rows), label_tokens=label_tokens,
-                             tokens=sum(len(r.input_ids) for r in step_rows), padded_tokens=padded,
+                             tokens=sum(len(r.input_ids) for r in step_rows),
                              batch_sha256=batch_sha256(step_rows))
             records.append(rec.as_log())
             if rank == 0:

@@ -63,12 +63,14 @@ def tiny_run(run_kit, tmp_path_factory) -> Path:
     return out
 
 
+def _private_copy(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
 @pytest.fixture
 def tiny_run_copy(tiny_run, tmp_path) -> Path:
     """A private copy of the shared tiny run, for tests that change files."""
-    dst = tmp_path / "run"
-    shutil.copytree(tiny_run, dst)
-    return dst
+    return _private_copy(tiny_run, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -85,9 +87,7 @@ def evaluated_run(tiny_run, run_kit, tmp_path_factory) -> Path:
 @pytest.fixture
 def run_copy(evaluated_run, tmp_path) -> Path:
     """A private copy of the evaluated tiny run, for tests that change files."""
-    dst = tmp_path / "run"
-    shutil.copytree(evaluated_run, dst)
-    return dst
+    return _private_copy(evaluated_run, tmp_path)
 
 
 def manifest(run: Path) -> dict:

@@ -38,3 +38,9 @@ def test_base_model_and_adapter_are_compared_side_by_side(run_copy, run_kit):
     out = json.loads(run_kit("compare", str(run_copy / "eval-base/metrics.json"), str(run_copy),
                              "--json", check=True).stdout)
     assert out["labels"] == {"a": "base", "b": "adapter"} and "parse_rate" in out["metrics"]
+
+
+def test_a_run_copied_from_another_machine_still_evaluates(run_copy, run_kit):
+    (run_copy / ".local.json").unlink()  # where the recipe was on the machine that trained it
+    proc = run_kit("eval", str(run_copy), "--json")
+    assert proc.returncode == 0, proc.stderr

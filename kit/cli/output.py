@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any, Callable
 
 import click
@@ -41,6 +40,3 @@ def table(title: str, columns: list[str], rows: list[list[Any]]):
         t.add_row(*[str(x) for x in r])
     return t
 
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()
