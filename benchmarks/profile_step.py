@@ -24,6 +24,7 @@ def main() -> None:
     p.add_argument("--strategy", choices=["lora", "qlora"], default="lora")
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--deterministic", type=int, default=1)
+    p.add_argument("--fill", type=int, default=0, help="torch.utils.deterministic.fill_uninitialized_memory")
     p.add_argument("--out", default="/tmp/prof")
     args = p.parse_args()
 
@@ -33,9 +34,10 @@ def main() -> None:
     from kit.recipe import load_recipe, with_overrides
 
     loaded = qualify.random_variant(load_recipe(f"recipes/kwanzaa-olmo7b-{args.strategy}.yaml"), steps=4)
-    loaded = with_overrides(loaded, determinism={"deterministic_algorithms": bool(args.deterministic)})
+    loaded = with_overrides(loaded, determinism={"deterministic_algorithms": bool(args.deterministic),
+                                                         "fill_uninitialized_memory": bool(args.fill)})
     recipe = loaded.recipe
-    determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    determinism.apply(recipe.seed, recipe.determinism)
     net = model.load_for_training(model.materialize_random(recipe.model), recipe, args.strategy, "cuda:0", recipe.seed)
     rows = qualify.synthetic_rows(2, args.seq, 50304)
     with tempfile.TemporaryDirectory() as tmp:  # warm-up: kernels chosen, allocator filled
@@ -46,7 +48,7 @@ def main() -> None:
         times = [json.loads(x)["seconds"] for x in (Path(tmp) / "timing.jsonl").read_text().splitlines()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"{args.strategy}-seq{args.seq}-det{args.deterministic}"
+    tag = f"{args.strategy}-seq{args.seq}-det{args.deterministic}-fill{args.fill}"
     by_gpu = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
     by_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
     (out / f"profile-{tag}.txt").write_text(f"step seconds {times}\n\nby GPU time\n{by_gpu}\n\nby CPU time\n{by_cpu}\n")

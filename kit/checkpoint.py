@@ -8,7 +8,6 @@ every step follows from the seed, so the step number is the position.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -99,8 +98,4 @@ def restore_latest(run: Path, model, optimizer, scheduler, rank: int = 0) -> tup
 
 
 def _log_lines(run: Path, through_step: int) -> list[dict]:
-    path = run / rundir.TRAIN_LOG
-    if not path.exists():
-        return []
-    lines = [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
-    return [x for x in lines if x["step"] <= through_step]
+    return [x for x in rundir.read_jsonl(run / rundir.TRAIN_LOG) if x["step"] <= through_step]

@@ -19,17 +19,20 @@ def missing_env_switches() -> dict[str, str]:
     return {k: v for k, v in ENV_SWITCHES.items() if os.environ.get(k) != v}
 
 
-def apply(seed: int, cpu_threads: int, deterministic_algorithms: bool) -> dict:
-    """Seed every generator and switch deterministic kernels on; returns what was set."""
+def apply(seed: int, spec) -> dict:
+    """Seed every generator and set the recipe's determinism switches (kit.recipe.DeterminismSpec);
+    returns what was set."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ENV_SWITCHES["CUBLAS_WORKSPACE_CONFIG"])
     import numpy as np
     import torch
 
-    torch.set_num_threads(cpu_threads)
+    deterministic_algorithms = spec.deterministic_algorithms
+    torch.set_num_threads(spec.cpu_threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.use_deterministic_algorithms(deterministic_algorithms)
+    torch.utils.deterministic.fill_uninitialized_memory = spec.fill_uninitialized_memory
     torch.backends.cudnn.deterministic = deterministic_algorithms
     torch.backends.cudnn.benchmark = False
     # TF32 matmuls round differently from one kernel choice to another; keep full fp32.
@@ -39,6 +42,7 @@ def apply(seed: int, cpu_threads: int, deterministic_algorithms: bool) -> dict:
         "seed": seed,
         "cpu_threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "fill_uninitialized_memory": bool(torch.utils.deterministic.fill_uninitialized_memory),
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         "pythonhashseed": os.environ.get("PYTHONHASHSEED"),
     }

@@ -30,7 +30,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     manifest_path = run / rundir.MANIFEST
     manifest = rundir.read_manifest(run, complete=True)
     recipe = Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
-    switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    switches = determinism.apply(recipe.seed, recipe.determinism)
     # where the recipe file was (for a local model's relative path); a run copied from another
     # machine has none, and then only hub and random-init models resolve
     local = rundir.read_json(run / rundir.LOCAL) if (run / rundir.LOCAL).is_file() else {}
@@ -46,8 +46,14 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
 
     began = time.perf_counter()
     eval_loss = _teacher_forced_loss(net, tok, rows, recipe, device)
-    responses = generate(net, tok, rows, recipe.evaluation.batch_size, recipe.evaluation.max_new_tokens, device, on_batch)
+    loss_seconds = time.perf_counter() - began
+    spec = recipe.evaluation
+    responses, new_tokens = generate(net, tok, rows, spec.batch_size, spec.max_new_tokens, device, on_batch, spec.cache)
     seconds = time.perf_counter() - began
+    timing = {"seconds": round(seconds, 3), "loss_seconds": round(loss_seconds, 3),
+              "generate_seconds": round(seconds - loss_seconds, 3), "rows": len(rows), "new_tokens": new_tokens,
+              "new_tokens_per_s": round(new_tokens / (seconds - loss_seconds), 1) if seconds > loss_seconds else None,
+              "device": device}
 
     out_dir = run / ("eval-base" if base_only else rundir.EVAL)
     lines = "".join(json.dumps({"id": r["id"], "response": text}, ensure_ascii=False, sort_keys=True) + "\n"
@@ -55,16 +61,16 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     rundir.atomic_write_text(out_dir / "responses.jsonl", lines)
     scored = metrics.score(rows, [{"id": r["id"], "response": t} for r, t in zip(rows, responses)])
     result = {**scored, "eval_loss": eval_loss, "model": "base" if base_only else "base+adapter",
-              "generation": {"decoding": recipe.evaluation.decoding, "batch_size": recipe.evaluation.batch_size,
-                             "max_new_tokens": recipe.evaluation.max_new_tokens, "rows": len(rows)},
+              "generation": {"decoding": spec.decoding, "batch_size": spec.batch_size, "cache": spec.cache,
+                             "max_new_tokens": spec.max_new_tokens, "rows": len(rows)},
               "determinism": switches}
     rundir.atomic_write_json(out_dir / "metrics.json", result)
-    rundir.atomic_write_json(out_dir / "timing.json", {"seconds": seconds, "rows": len(rows)})
+    rundir.atomic_write_json(out_dir / "timing.json", timing)
     if not base_only:
         manifest["outputs"] = fingerprint.output_fingerprints(run)
-        manifest["eval"] = {"eval_loss": eval_loss, "seconds": round(seconds, 3)}
+        manifest["eval"] = {"eval_loss": eval_loss, **timing}
         rundir.atomic_write_json(manifest_path, manifest)
-    return result
+    return {**result, "timing": timing}  # timing.json apart: seconds are not deterministic
 
 
 def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None):
@@ -97,14 +103,18 @@ def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dic
     return {"loss": total / count if count else None, "label_tokens": count}
 
 
-def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, device: str, on_batch=None) -> list[str]:
-    """Greedy, batched, left-padded generation; returns the decoded new text of each row."""
+def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, device: str, on_batch=None,
+             cache: str = "dynamic") -> tuple[list[str], int]:
+    """Greedy, batched, left-padded generation; returns the decoded new text of each row and the
+    number of new tokens generated (up to and including each row's end-of-sequence token)."""
     import torch
 
     from kit.data import encode_prompt
 
     prompts = [encode_prompt(tok, r["messages"]) for r in rows]
     texts: list[str] = []
+    new_tokens = 0
+    options = {"cache_implementation": "static"} if cache == "static" else {}
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         width = max(len(p) for p in chunk)
@@ -116,9 +126,10 @@ def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, d
         with torch.no_grad():
             out = net.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                               pad_token_id=tok.pad_token_id, use_cache=True)
+                               pad_token_id=tok.pad_token_id, use_cache=True, **options)
         for row in out[:, width:].tolist():
+            new_tokens += row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
             texts.append(tok.decode(row, skip_special_tokens=True))
         if on_batch:
             on_batch(min(start + batch_size, len(prompts)), len(prompts))
-    return texts
+    return texts, new_tokens

@@ -111,7 +111,7 @@ def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) 
                    "embeddings_fp32": arch.embedding_params() * 4 / GiB}
     else:
         weights = {"base_weights_bf16": (arch.linear_params() + arch.embedding_params()) * 2 / GiB}
-    optimizer_bytes = {"adamw_torch": 8, "adamw_8bit": 2, "paged_adamw_8bit": 0}[t.optimizer]
+    optimizer_bytes = {"adamw_torch": 8, "adamw_torch_fused": 8, "adamw_8bit": 2, "paged_adamw_8bit": 0}[t.optimizer]
     fit = ACTIVATION_FIT[(strategy, t.gradient_checkpointing)]
     components = {
         **weights,

@@ -69,7 +69,7 @@ def qualify(loaded: LoadedRecipe, strategies: list[str], seq_lens: list[int], st
     gpu = machine.gpus[0]
     variant = random_variant(loaded, steps)
     recipe = variant.recipe
-    switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    switches = determinism.apply(recipe.seed, recipe.determinism)
     path = model.materialize_random(recipe.model)
     arch = plan.Architecture.from_config(recipe.model.config)
     n_params = arch.linear_params() + arch.embedding_params()

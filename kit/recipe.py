@@ -119,7 +119,9 @@ class TrainingSpec(_Strict):
     grad_accum_steps: int = Field(16, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    optimizer: Literal["adamw_torch", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
+    # adamw_torch_fused: the same AdamW in one fused kernel per step (CUDA and CPU); its rounding
+    # differs from adamw_torch's in the last bits, so it is a different recipe, not a speed switch
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
     gradient_checkpointing: bool = True
     batching: Literal["padded", "length_grouped", "token_budget"] = "padded"
     checkpoint_every_steps: int = Field(0, ge=0)
@@ -129,11 +131,18 @@ class EvaluationSpec(_Strict):
     max_new_tokens: int = Field(800, ge=1)
     batch_size: int = Field(8, ge=1)
     decoding: Literal["greedy"] = "greedy"
+    # transformers' KV cache for generation: "static" preallocates it, and on a GPU generate()
+    # then compiles the decoding step (torch.compile); "dynamic" grows it, eagerly
+    cache: Literal["dynamic", "static"] = "dynamic"
 
 
 class DeterminismSpec(_Strict):
     deterministic_algorithms: bool = True
     cpu_threads: int = Field(2, ge=1)
+    # deterministic mode also fills every new tensor with NaN (one extra kernel per allocation,
+    # about half of a 7B LoRA step's launches, measured); the kit's kernels write before they
+    # read, so off by default; reruns stay bit-identical (tests; benchmarks/README.md)
+    fill_uninitialized_memory: bool = False
 
 
 class Recipe(_Strict):

@@ -178,12 +178,7 @@ def _input_details(run: Path, manifest: dict) -> dict:
 
 
 def _loss_curve(log: Path) -> list[dict]:
-    import json
-
-    if not log.is_file():
-        return []
-    return [{"step": r["step"], "loss": r["loss"]}
-            for r in (json.loads(line) for line in log.read_text("utf-8").splitlines() if line.strip())]
+    return [{"step": r["step"], "loss": r["loss"]} for r in rundir.read_jsonl(log)]
 
 
 # ---- the reference file ----------------------------------------------------------------------

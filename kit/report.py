@@ -130,11 +130,21 @@ def build(run: Path, reference_path: Path | None = None, verification: dict | No
                     for name, m in scored.get("metrics", {}).items()],
         "loss_curve": [{"step": p["step"], "loss": p["loss"], "band": _band(checks.get(f"loss[step {p['step']}]"))}
                        for p in results["loss_curve"]],
+        "speed": _speed(manifest),
         "environment": {k: env.get(k) for k in ("hardware", "software", "driver", "image", "hardware_sha256",
                                                 "software_sha256", "sha256")},
         "reproduce": _commands(recipe_file, ref_file),
     }
     return scrub(report)
+
+
+def _speed(manifest: dict) -> dict:
+    """Training tokens/s, MFU and peak memory; evaluation seconds (measured, not compared)."""
+    train = (manifest.get("summary") or {}).get("speed") or {}
+    ev = manifest.get("eval") or {}
+    return {"train": {k: train.get(k) for k in ("tokens_per_s", "mfu", "peak_reserved_gib", "loop_seconds",
+                                                 "padding_waste", "gpu")},
+            "eval": {k: ev.get(k) for k in ("seconds", "generate_seconds", "rows", "new_tokens", "new_tokens_per_s")}}
 
 
 def _band(check: dict | None) -> dict | None:
@@ -220,7 +230,16 @@ def render_markdown(r: dict) -> str:
     final = _fmt(r["loss_curve"][-1]["loss"], 6) if r["loss_curve"] else "n/a"
     lines += ["", "## Loss curve", "", "![loss curve](loss_curve.png)", "",
               f"{len(r['loss_curve'])} steps, final loss {final}; "
-              f"{len(outside)} outside the reference band.", "", "## Environment", "", "| what | value |", "|---|---|"]
+              f"{len(outside)} outside the reference band.", ""]
+    tr, ev = r["speed"]["train"], r["speed"]["eval"]
+    mfu = f"{tr['mfu']:.1%}" if tr.get("mfu") is not None else "n/a"
+    lines += ["## Speed (measured on this machine; not compared)", "", "| what | value |", "|---|---|",
+              f"| training tokens/s (real tokens) | {_fmt(tr.get('tokens_per_s'))} |", f"| MFU (6N) | {mfu} |",
+              f"| peak reserved GiB | {_fmt(tr.get('peak_reserved_gib'))} |",
+              f"| training loop seconds | {_fmt(tr.get('loop_seconds'))} |",
+              f"| evaluation seconds ({_fmt(ev.get('rows'))} rows) | {_fmt(ev.get('seconds'))} |",
+              f"| generated tokens/s | {_fmt(ev.get('new_tokens_per_s'))} |", ""]
+    lines += ["## Environment", "", "| what | value |", "|---|---|"]
     env = r["environment"]
     lines += [f"| {k} | {v} |" for k, v in env["hardware"].items()]
     lines += [f"| {k} | {v} |" for k, v in env["software"].items()]

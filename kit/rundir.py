@@ -94,3 +94,10 @@ def append_jsonl(path: Path, obj: Any) -> None:
         f.write(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """The records of a JSONL file ([] when it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]

@@ -100,7 +100,7 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     from kit import data, determinism, model
 
     recipe = loaded.recipe
-    switches = determinism.apply(recipe.seed, recipe.determinism.cpu_threads, recipe.determinism.deterministic_algorithms)
+    switches = determinism.apply(recipe.seed, recipe.determinism)
     choice = choose_strategy(loaded, dist.device, strategy)
     loaded = with_overrides(loaded, adapter={"method": choice.strategy})
     recipe = loaded.recipe
@@ -187,7 +187,7 @@ def _recipe_from_run(run: Path):
 
 def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
     from kit import model
-    from kit.train import run_loop
+    from kit.train import run_loop, speed_summary
 
     recipe, choice = inp.loaded.recipe, inp.choice
     log.info("strategy %s (%s); device %s x%d; determinism %s", choice.strategy, choice.reason, dist.device,
@@ -204,7 +204,7 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
 
     began = time.time()
     peft_model = model.load_for_training(inp.base_path, recipe, choice.strategy, dist.device, recipe.seed)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    trainable, n_params = peft_model.get_nb_trainable_parameters()  # counts 4-bit weights as unpacked
     log.info("trainable parameters: %d", trainable)
     try:
         records = run_loop(peft_model, inp.rows, recipe, run, dist.device, inp.tokenizer.pad_token_id, dist, on_step)
@@ -224,12 +224,19 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
                            "final_loss": records[-1]["loss"] if records else None,
                            "train_tokens": sum(r["tokens"] for r in records),
                            "label_tokens": sum(r["label_tokens"] for r in records),
-                           "seconds": round(time.time() - began, 3)}
+                           "seconds": round(time.time() - began, 3),
+                           "speed": speed_summary(run, n_params, _gpu_name(dist.device))}
     manifest["status"] = "complete"
     rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
     log.info("run complete: adapter sha256 %s", manifest["outputs"]["adapter"]["sha256"])
     dist.barrier()
     return manifest
+
+
+def _gpu_name(device: str) -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
 
 
 def out_of_memory(recipe, strategy: str, run: Path):

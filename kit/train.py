@@ -162,7 +162,10 @@ def make_optimizer(params, training):
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(params, lr=training.learning_rate, weight_decay=training.weight_decay)
-    return torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay, foreach=False)
+    # one fused kernel for all tensors, or the plain per-tensor loop (never the device-dependent default)
+    fused = training.optimizer == "adamw_torch_fused"
+    return torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay,
+                             foreach=False, fused=fused or None)
 
 
 def make_scheduler(optimizer, training, total_steps: int):
@@ -210,7 +213,11 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
     if start:
         log.info("resumed from the checkpoint of step %d", start)
     log_path = run / rundir.TRAIN_LOG
-    _truncate_log(log_path, start)
+    for path in (log_path, run / rundir.TIMING):
+        _truncate_log(path, start)
+    if device.startswith("cuda"):  # the steps' peak memory, as kit qualify and the planner count it
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     model.train()
     with _StopFlag() as stop:
         for step in range(start + 1, len(plan) + 1):
@@ -256,6 +263,37 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             if stopping and not last:
                 raise Interrupted(step, stop.signum or signal.SIGTERM)
     return records
+
+
+def speed_summary(run: Path, n_params: int, gpu_name: str | None) -> dict:
+    """Seconds, tokens/s, MFU and peak memory of the run's training steps (timing.jsonl).
+
+    Tokens are the real (unpadded) tokens of each step; the first step (kernel selection, the
+    allocator filling up) is left out of the rate when there are others. After a resume the
+    rate mixes two processes' steps (the resumed one's first step included).
+    """
+    from kit.qualify import estimate_mfu, peak_flops_for
+
+    timing = {t["step"]: t for t in rundir.read_jsonl(run / rundir.TIMING)}
+    tokens = {r["step"]: r["tokens"] for r in rundir.read_jsonl(run / rundir.TRAIN_LOG)}
+    steps = sorted(set(timing) & set(tokens))
+    if not steps:
+        return {}
+    rated = steps[1:] or steps
+    seconds = sum(timing[s]["seconds"] for s in rated)
+    rate = sum(tokens[s] for s in rated) / seconds if seconds > 0 else None
+    peak = peak_flops_for(gpu_name) if gpu_name else None
+    padded = sum(timing[s]["padded_tokens"] for s in steps)
+    out = {"loop_seconds": round(sum(timing[s]["seconds"] for s in steps), 3),
+           "tokens_per_s": round(rate, 1) if rate else None, "rate_steps": f"{rated[0]}-{rated[-1]}",
+           "padding_waste": round(1 - sum(tokens[s] for s in steps) / padded, 4) if padded else None,
+           "mfu": round(estimate_mfu(rate, n_params, peak), 4) if rate and peak else None,
+           "mfu_convention": "6N per real token; N = all parameters; recomputation and attention not counted",
+           "gpu": gpu_name}
+    for key in ("peak_reserved_gib", "peak_allocated_gib"):
+        if any(key in timing[s] for s in steps):
+            out[key] = max(timing[s].get(key, 0.0) for s in steps)
+    return out
 
 
 def _timing(step: int, began: float, padded: int, device: str) -> dict:

