@@ -76,6 +76,7 @@ def qualify(loaded: LoadedRecipe, strategies: list[str], seq_lens: list[int], st
     peak = peak_flops_for(gpu.name)
     results = []
     for strategy in strategies:
+        recipe = with_overrides(variant, adapter={"method": strategy}).recipe
         net = model.load_for_training(path, recipe, strategy, "cuda:0", recipe.seed)
         for seq in seq_lens:
             gc.collect()

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# H100, session 2, call B: the whole LoRA recipe (train + eval, random weights standing in), the
-# eval cache comparison on that run, and the tiny recipe's H100 reference regenerated.
+# H100, session 2, call B: the benchmark again after QLoRA autocast, expandable segments and no
+# per-micro-batch sync; then kit qualify for QLoRA (its activations changed) with what is left.
 source benchmarks/h100/setup.sh
 mkdir -p "$OUT"; start=$SECONDS
-timeout 330 python3 benchmarks/whole_recipe.py --strategy lora --out /tmp/whole > "$OUT/whole-lora.log" 2>&1
-cp /tmp/whole/whole-*.json "$OUT/" 2>/dev/null; tail -3 "$OUT/whole-lora.log"
-timeout 100 python3 benchmarks/eval_speed.py /tmp/whole/run-lora-recipe --rows 8 --max-new-tokens 256 \
-  --out /tmp/es > "$OUT/eval-speed.log" 2>&1; cp /tmp/es/*.json "$OUT/" 2>/dev/null; tail -5 "$OUT/eval-speed.log"
-left=$((580 - (SECONDS - start)))
-timeout $left python3 scripts/make_references.py --recipe recipes/tiny.yaml --seeds 42,1,2,3,4 \
-  --out references/tiny/ > "$OUT/ref-tiny.log" 2>&1; tail -3 "$OUT/ref-tiny.log"
-cp references/tiny/cuda-* "$OUT/" 2>/dev/null; ls "$OUT"
+for s in lora qlora; do
+  timeout $((430 - (SECONDS - start))) python3 benchmarks/train_bench.py all --strategy $s --steps 4 --grad-accum 8 \
+    --variants 1:padded:2 --out /tmp/bench-$s > "$OUT/bench-$s.log" 2>&1
+  cp /tmp/bench-$s/bench-$s.json "$OUT/" 2>/dev/null; tail -3 "$OUT/bench-$s.log"
+done
+timeout $((585 - (SECONDS - start))) python3 -m kit qualify --recipe recipes/kwanzaa-olmo7b-qlora.yaml \
+  --strategy qlora --seq-lens 1024,2048,4096 --steps 6 \
+  -o "$OUT/qualify-kwanzaa-olmo7b-qlora.json" > "$OUT/qualify-qlora.log" 2>&1
+tail -12 "$OUT/qualify-qlora.log"
 echo "call B: $((SECONDS - start)) s"

@@ -37,6 +37,9 @@ def main() -> None:
     in the environment when the interpreter (and cuBLAS) start, so set them and start again once."""
     from kit import determinism
 
+    # micro-batches of varying length fragment PyTorch's CUDA caching allocator; expandable segments
+    # keep reserved memory near what is allocated (benchmarks/README.md). A user's own setting wins.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     missing = determinism.missing_env_switches()
     if missing and not os.environ.get("KWANZAA_KIT_NO_REEXEC"):
         os.environ.update(missing)
