@@ -100,6 +100,12 @@ class Decision:
     gpu_memory_gib: float | None
 
 
+def micro_batch_tokens(training, seq_len: int) -> int:
+    """The most tokens one micro-batch can hold: token_budget and packed batching cap it at one
+    full-length row, whatever micro_batch_size (then a cap on rows) says."""
+    return seq_len if training.batching in ("token_budget", "packed") else seq_len * training.micro_batch_size
+
+
 def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) -> Estimate:
     """Peak memory of `recipe` trained with `strategy`, with the recipe's own optimizer (training
     never swaps it, so neither does the estimate)."""
@@ -119,7 +125,7 @@ def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) 
         "gradients_fp32": n_lora * 4 / GiB,
         # paged 8-bit states live in CUDA managed memory, outside torch's reserved pool
         "optimizer_states": n_lora * optimizer_bytes / GiB,
-        "activations": fit["const_gib"] + fit["per_token_gib"] * seq_len * t.micro_batch_size,
+        "activations": fit["const_gib"] + fit["per_token_gib"] * micro_batch_tokens(t, seq_len),
     }
     peak = sum(components.values())
     device = peak + CUDA_CONTEXT_GIB + (n_lora * 2 / GiB if t.optimizer == "paged_adamw_8bit" else 0)

@@ -123,7 +123,9 @@ class TrainingSpec(_Strict):
     # differs from adamw_torch's in the last bits, so it is a different recipe, not a speed switch
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
     gradient_checkpointing: bool = True
-    batching: Literal["padded", "length_grouped", "token_budget"] = "padded"
+    # packed: a step's rows concatenated into sequences of <= data.max_seq_len tokens, attention kept
+    # within each row (position ids restart); see kit.train.micro_batches
+    batching: Literal["padded", "length_grouped", "token_budget", "packed"] = "padded"
     checkpoint_every_steps: int = Field(0, ge=0)
 
 

@@ -82,7 +82,20 @@ def micro_batches(rows: list[EncodedRow], micro_batch_size: int, batching: str,
     token_budget: sorted by length, then as many rows (up to micro_batch_size) as fit in
       token_budget padded tokens: short rows travel together while no micro-batch holds more
       tokens (so no more activation memory) than one full-length row.
+    packed: first-fit decreasing into sequences of at most token_budget real tokens (and at most
+      micro_batch_size rows), to be concatenated without padding (kit.train.collate_packed): a
+      short row rides along with a long one, and no micro-batch is longer than one full row.
     """
+    if batching == "packed":
+        bins: list[list[EncodedRow]] = []
+        for r in sorted(rows, key=lambda r: (-len(r.input_ids), r.row_id)):
+            fit = next((b for b in bins if len(b) < micro_batch_size
+                        and sum(len(x.input_ids) for x in b) + len(r.input_ids) <= token_budget), None)
+            if fit is None:
+                bins.append([r])
+            else:
+                fit.append(r)
+        return bins
     if batching in ("length_grouped", "token_budget"):
         rows = sorted(rows, key=lambda r: (len(r.input_ids), r.row_id))
     if batching != "token_budget":
@@ -143,6 +156,27 @@ def collate(rows: list[EncodedRow], pad_id: int, device: str) -> Batch:
     return Batch(ids.to(device), mask.to(device), positions.to(device), labels[:, width - keep:].to(device), keep)
 
 
+@dataclass(frozen=True)
+class PackedBatch:
+    input_ids: object  # (1, total tokens): the rows one after another, no padding
+    position_ids: object  # each row counts from 0: transformers keeps attention within each row
+    keep: object  # positions whose next token is a label: the only logits computed
+    targets: object  # the label each kept position predicts
+
+
+def collate_packed(rows: list[EncodedRow], device: str) -> PackedBatch:
+    """One sequence of the rows, for `batching: packed` (transformers' packed-sequence format: no
+    attention mask, position ids restarting at each row, so sdpa masks attention across rows)."""
+    import torch
+
+    ids = torch.tensor([t for r in rows for t in r.input_ids], dtype=torch.long)
+    labels = torch.tensor([t for r in rows for t in r.labels], dtype=torch.long)
+    positions = torch.cat([torch.arange(len(r.input_ids)) for r in rows])
+    # a row's first label follows its prompt, so no position predicts across a row boundary
+    keep = torch.nonzero(labels[1:] != IGNORE_INDEX).flatten()
+    return PackedBatch(ids[None].to(device), positions[None].to(device), keep.to(device), labels[keep + 1].to(device))
+
+
 def autocast_dtype(recipe, device: str) -> str | None:
     """The dtype QLoRA computes in on a GPU: the quantization's compute dtype, under autocast.
 
@@ -165,6 +199,10 @@ def forward_loss(model, batch: Batch, num_items: int, device: str, amp: str | No
 
     cast = torch.autocast("cuda", dtype=getattr(torch, amp)) if amp else contextlib.nullcontext()
     with cast:
+        if isinstance(batch, PackedBatch):
+            logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep).logits
+            # what transformers' causal-LM loss computes, on positions already matched to their labels
+            return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum") / num_items
         return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                      labels=batch.labels, logits_to_keep=batch.keep,
                      num_items_in_batch=torch.tensor(num_items, device=device)).loss
@@ -249,7 +287,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             padded = 0
             mine = micro_batches(step_rows, t.micro_batch_size, t.batching, recipe.data.max_seq_len)[rank::world]
             for mb in mine:
-                batch = collate(mb, pad_id, device)
+                batch = collate_packed(mb, device) if t.batching == "packed" else collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()
                 # each micro-batch's loss is its share of the step: sum over its tokens / step tokens
                 loss = forward_loss(model, batch, label_tokens, device, amp)
@@ -269,7 +307,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             records.append(rec.as_log())
             if rank == 0:
                 rundir.append_jsonl(log_path, rec.as_log())
-                rundir.append_jsonl(run / rundir.TIMING, _timing(step, began, padded, device))
+                rundir.append_jsonl(run / rundir.TIMING, _timing(step, began, padded, len(mine), device))
             if on_step:
                 on_step(rec, len(plan))
             last = step == len(plan)
@@ -316,11 +354,11 @@ def speed_summary(run: Path, n_params: int, gpu_name: str | None) -> dict:
     return out
 
 
-def _timing(step: int, began: float, padded: int, device: str) -> dict:
+def _timing(step: int, began: float, padded: int, micro: int, device: str) -> dict:
     """Seconds and memory of one step (kept apart from the fingerprinted log: not deterministic)."""
     import torch
 
-    record = {"step": step, "padded_tokens": padded}
+    record = {"step": step, "padded_tokens": padded, "micro_batches": micro}
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         record["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
