@@ -83,6 +83,7 @@ def main() -> None:
                                                 "--strategy", args.strategy)
     result["train"] = trained["summary"]
     result["adapter_sha256"] = trained["adapter_sha256"]
+    (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))  # a time limit keeps the training part
     result["eval_wall_seconds"], evaluated = kit("eval", str(run))
     result["eval"] = evaluated["timing"]
     result["total_wall_seconds"] = round(result["train_wall_seconds"] + result["eval_wall_seconds"], 1)

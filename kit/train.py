@@ -177,35 +177,17 @@ def collate_packed(rows: list[EncodedRow], device: str) -> PackedBatch:
     return PackedBatch(ids[None].to(device), positions[None].to(device), keep.to(device), labels[keep + 1].to(device))
 
 
-def autocast_dtype(recipe, device: str) -> str | None:
-    """The dtype QLoRA computes in on a GPU: the quantization's compute dtype, under autocast.
-
-    prepare_model_for_kbit_training keeps the non-quantized weights (embeddings, lm_head) in fp32
-    for stability, which without autocast carries the whole residual stream, attention included,
-    in fp32 (measured on an H100: no flash attention, 1.3x instead of 1.5x the naive recipe);
-    under autocast the matmuls and attention run in bf16 as QLoRA intends. LoRA runs as loaded:
-    a bf16 base and an fp32 adapter (None)."""
-    if recipe.adapter.method == "qlora" and device.startswith("cuda"):
-        return recipe.adapter.quantization.compute_dtype
-    return None
-
-
-def forward_loss(model, batch: Batch, num_items: int, device: str, amp: str | None = None):
-    """Sum of the batch's token losses divided by `num_items` (the label tokens of the whole step);
-    the forward runs under autocast to `amp` when given (kit.train.autocast_dtype)."""
-    import contextlib
-
+def forward_loss(model, batch, num_items: int, device: str):
+    """Sum of the batch's token losses divided by `num_items` (the label tokens of the whole step)."""
     import torch
 
-    cast = torch.autocast("cuda", dtype=getattr(torch, amp)) if amp else contextlib.nullcontext()
-    with cast:
-        if isinstance(batch, PackedBatch):
-            logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep).logits
-            # what transformers' causal-LM loss computes, on positions already matched to their labels
-            return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum") / num_items
-        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                     labels=batch.labels, logits_to_keep=batch.keep,
-                     num_items_in_batch=torch.tensor(num_items, device=device)).loss
+    if isinstance(batch, PackedBatch):
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep).logits
+        # what transformers' causal-LM loss computes, on positions already matched to their labels
+        return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum") / num_items
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                 labels=batch.labels, logits_to_keep=batch.keep,
+                 num_items_in_batch=torch.tensor(num_items, device=device)).loss
 
 
 def make_optimizer(params, training):
@@ -264,7 +246,6 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
     world, rank = dist.world, dist.rank
     plan = schedule(len(rows), recipe.seed, t.epochs, t.micro_batch_size * t.grad_accum_steps, t.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    amp = autocast_dtype(recipe, device)
     optimizer = make_optimizer(params, t)
     scheduler = make_scheduler(optimizer, t, len(plan))
     start, records = checkpoint.restore_latest(run, model, optimizer, scheduler, rank)
@@ -290,7 +271,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
                 batch = collate_packed(mb, device) if t.batching == "packed" else collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()
                 # each micro-batch's loss is its share of the step: sum over its tokens / step tokens
-                loss = forward_loss(model, batch, label_tokens, device, amp)
+                loss = forward_loss(model, batch, label_tokens, device)
                 loss.backward()
                 loss_sum += loss.detach().double()
             dist.all_reduce_grads(params)
