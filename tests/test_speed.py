@@ -1,0 +1,155 @@
+"""Issue 9 on the CPU: packed batching keeps the math, the speed switches are recorded, and
+tokens/s, MFU and evaluation seconds reach the manifest, `kit train` and the report.
+(Speed itself is measured on a GPU, in benchmarks/, never in a timed test.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, manifest, write_recipe
+from kit.data import IGNORE_INDEX, EncodedRow
+from kit.train import collate_packed, micro_batches
+
+
+def _rows(*lengths: int) -> list[EncodedRow]:
+    # a prompt of half the row (ignored), then the answer
+    return [EncodedRow(f"r{i}", tuple(range(100, 100 + n)), tuple([IGNORE_INDEX] * (n // 2) + list(range(n - n // 2))))
+            for i, n in enumerate(lengths)]
+
+
+def test_packing_fills_sequences_first_fit_decreasing_within_the_budget_and_the_row_cap():
+    rows = _rows(500, 2000, 600, 700, 1000, 1300)
+    bins = micro_batches(rows, 4, "packed", 2048)
+    assert sorted(r.row_id for b in bins for r in b) == sorted(r.row_id for r in rows)  # every row once
+    assert all(sum(len(r.input_ids) for r in b) <= 2048 for b in bins)
+    assert [[len(r.input_ids) for r in b] for b in bins] == [[2000], [1300, 700], [1000, 600], [500]]
+    assert micro_batches(list(reversed(rows)), 4, "packed", 2048) == bins  # the step's order does not matter
+    assert max(len(b) for b in micro_batches(_rows(*[100] * 9), 2, "packed", 2048)) == 2  # micro_batch_size caps rows
+
+
+def test_a_packed_sequence_restarts_positions_and_predicts_only_labels_of_its_own_row():
+    rows = _rows(6, 4)
+    b = collate_packed(rows, "cpu")
+    assert b.input_ids.shape == (1, 10) and b.position_ids.tolist() == [[0, 1, 2, 3, 4, 5, 0, 1, 2, 3]]
+    # row 0's labels are at 3, 4, 5 (predicted from 2, 3, 4); row 1's at 8, 9 (from 7, 8): never from 5 into 6
+    assert b.keep.tolist() == [2, 3, 4, 7, 8]
+    assert b.targets.tolist() == [0, 1, 2, 0, 1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(kit_cache):
+    import os
+
+    os.environ["KWANZAA_KIT_CACHE"] = str(kit_cache)
+    from kit import determinism, model
+    from kit.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "recipes/tiny.yaml").recipe
+    determinism.apply(recipe.seed, recipe.determinism)
+    return model.load_for_training(model.materialize_random(recipe.model), recipe, "lora", "cpu", recipe.seed)
+
+
+def test_a_packed_micro_batch_has_the_loss_of_its_rows_trained_one_by_one(tiny_model):
+    """Attention stays within each row: packing two real rows gives the loss of training them apart."""
+    import torch
+
+    from kit.data import encode_messages, read_rows
+    from kit.tokenizer import load_default_tokenizer
+    from kit.train import collate, forward_loss
+
+    tok = load_default_tokenizer()
+    data = read_rows(REPO / "data/kwanzaa/train.jsonl")
+    rows = sorted((encode_messages(tok, r["messages"], r["id"]) for r in data), key=lambda r: len(r.input_ids))[:2]
+    n = sum(sum(1 for x in r.labels[1:] if x != IGNORE_INDEX) for r in rows)
+    with torch.no_grad():
+        apart = sum(float(forward_loss(tiny_model, collate([r], tok.pad_token_id, "cpu"), n, "cpu")) for r in rows)
+        packed = float(forward_loss(tiny_model, collate_packed(rows, "cpu"), n, "cpu"))
+        # and a row that attends across the boundary would see this change: the first row's tokens
+        swapped = [EncodedRow(rows[0].row_id, tuple(reversed(rows[0].input_ids)), rows[0].labels), rows[1]]
+        second_alone = float(forward_loss(tiny_model, collate([rows[1]], tok.pad_token_id, "cpu"), n, "cpu"))
+        first_swapped = float(forward_loss(tiny_model, collate([swapped[0]], tok.pad_token_id, "cpu"), n, "cpu"))
+        packed_swapped = float(forward_loss(tiny_model, collate_packed(swapped, "cpu"), n, "cpu"))
+    assert packed == pytest.approx(apart, rel=1e-6)
+    assert packed_swapped - first_swapped == pytest.approx(second_alone, rel=1e-6)
+
+
+def test_packed_training_keeps_the_steps_rows_and_their_loss(run_kit, tiny_run, tmp_path):
+    # sequences of up to 4096 tokens, so that these rows of 1.0-1.4k tokens share them
+    recipe = write_recipe(tmp_path / "packed.yaml", training__batching="packed", training__micro_batch_size=4,
+                          training__grad_accum_steps=2, data__max_seq_len=4096)
+    run_kit("train", "--recipe", str(recipe), "--output", str(tmp_path / "run"), "--json", check=True)
+    packed = [json.loads(x) for x in (tmp_path / "run/train_log.jsonl").read_text().splitlines()]
+    padded = [json.loads(x) for x in (tiny_run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["batch_sha256"] for r in packed] == [r["batch_sha256"] for r in padded]  # same 8 rows per step
+    assert [r["label_tokens"] for r in packed] == [r["label_tokens"] for r in padded]
+    assert packed[0]["loss"] == pytest.approx(padded[0]["loss"], rel=1e-5)  # same math, other summation order
+    timing = [json.loads(x) for x in (tmp_path / "run/timing.jsonl").read_text().splitlines()]
+    assert all(t["padded_tokens"] == r["tokens"] for t, r in zip(timing, packed))  # no padding at all
+    assert all(t["micro_batches"] == 3 for t in timing)  # 8 rows of 1.0-1.4k tokens: 3 + 3 + 2
+
+
+def test_the_speed_switches_are_set_and_recorded(tiny_run):
+    import torch
+
+    from kit import determinism
+    from kit.recipe import DeterminismSpec, TrainingSpec
+    from kit.train import make_optimizer
+
+    m = manifest(tiny_run)
+    assert m["determinism"]["fill_uninitialized_memory"] is False
+    determinism.apply(1, DeterminismSpec(fill_uninitialized_memory=True))
+    assert torch.utils.deterministic.fill_uninitialized_memory is True
+    determinism.apply(1, DeterminismSpec())
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert make_optimizer(params, TrainingSpec(optimizer="adamw_torch_fused")).defaults["fused"] is True
+    assert not make_optimizer(params, TrainingSpec(optimizer="adamw_torch")).defaults["fused"]
+
+
+def test_training_speed_reaches_the_manifest_and_kit_train(run_kit, tiny_run):
+    speed = manifest(tiny_run)["summary"]["speed"]
+    log = [json.loads(x) for x in (tiny_run / "train_log.jsonl").read_text().splitlines()]
+    timing = [json.loads(x) for x in (tiny_run / "timing.jsonl").read_text().splitlines()]
+    later = sum(r["tokens"] for r in log[1:]) / sum(t["seconds"] for t in timing[1:])
+    assert speed["tokens_per_s"] == pytest.approx(later, rel=1e-3) and speed["rate_steps"] == "2-3"
+    assert speed["mfu"] is None and speed["gpu"] is None  # no GPU, no peak FLOPs to divide by
+    assert 0 < speed["padding_waste"] < 0.1  # tiny pads micro-batches of 2 rows
+
+
+def test_evaluation_seconds_and_the_speed_section_of_the_report(run_kit, run_copy):
+    ev = manifest(run_copy)["eval"]
+    assert ev["rows"] == 8 and ev["new_tokens"] > 0 and ev["generate_seconds"] > 0
+    assert ev["seconds"] == pytest.approx(ev["loss_seconds"] + ev["generate_seconds"], abs=0.01)
+    run_kit("report", str(run_copy), "--json", check=True)
+    report = json.loads((run_copy / "report/report.json").read_text())
+    assert report["speed"]["train"]["tokens_per_s"] == manifest(run_copy)["summary"]["speed"]["tokens_per_s"]
+    assert report["speed"]["eval"]["seconds"] == ev["seconds"]
+    md = (run_copy / "report/report.md").read_text()
+    assert "## Speed" in md and "| MFU (6N) | n/a |" in md
+
+
+def test_static_and_dynamic_kv_caches_give_the_same_answers_on_the_cpu(evaluated_run, tiny_model):
+    from kit import evaluate
+    from kit.data import read_rows
+    from kit.tokenizer import load_default_tokenizer
+
+    tok = load_default_tokenizer()
+    rows = read_rows(Path(evaluated_run) / "data/eval.jsonl")[:3]
+    dynamic = evaluate.generate(tiny_model, tok, rows, 2, 12, "cpu")
+    static = evaluate.generate(tiny_model, tok, rows, 2, 12, "cpu", cache="static")
+    assert static == dynamic and dynamic[1] == 36  # 3 rows x 12 new tokens (random weights: no EOS)
+
+
+def test_the_planner_counts_one_full_row_per_packed_micro_batch():
+    from kit import plan
+    from kit.recipe import load_recipe, with_overrides
+
+    loaded = load_recipe(REPO / "recipes/kwanzaa-olmo7b-lora.yaml")
+    one = with_overrides(loaded, training={"batching": "padded", "micro_batch_size": 1}).recipe
+    packed = with_overrides(loaded, training={"batching": "packed", "micro_batch_size": 4}).recipe
+    four = with_overrides(loaded, training={"batching": "padded", "micro_batch_size": 4}).recipe
+    assert plan.estimate(packed, "lora", 2048, 80).peak_gib == plan.estimate(one, "lora", 2048, 80).peak_gib
+    assert plan.estimate(four, "lora", 2048, 80).peak_gib > plan.estimate(one, "lora", 2048, 80).peak_gib
