@@ -11,6 +11,9 @@ Features, each with its trade-off:
 - `length_grouped` / `token_budget` batching sort the rows *within* one optimizer step by length
   before cutting micro-batches: less padding, the same samples per step, the same normalisation;
   `token_budget` caps a micro-batch at max_seq_len padded tokens, so peak memory does not grow.
+- `packed` batching concatenates a step's rows into sequences of <= max_seq_len tokens with no
+  padding, attention kept within each row (position ids restart): fewer micro-batches per step,
+  which is what pays on a host-bound GPU step (bf16 LoRA 1.68x the naive recipe on an H100).
 - Data-parallel when several processes run (kit.distributed): each rank takes every
   world_size-th micro-batch of the step; the effective batch is the recipe's.
 - Checkpoints every N steps (kit.checkpoint), resumable to the same final bytes; SIGINT/SIGTERM
