@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Generation speed of a trained run: transformers' dynamic vs static KV cache (issue 9).
 
-Loads RUN's base model and adapter as `kit eval` does (kit.evaluate), with the run's determinism
-switches, and generates greedily for the first --rows eval rows with each cache in turn (static is
-run twice: its first call includes torch.compile's warm-up on a GPU, the second shows whether it
-gives the same bytes again). Prints seconds, new tokens/s and whether the answers are identical.
+Loads RUN's base model and adapter as `kit eval` does (kit.evaluate.load_run), with the run's
+determinism switches, and generates greedily for the first --rows eval rows with each cache in
+turn (static is run twice: its first call includes torch.compile's warm-up on a GPU, the second
+shows whether it gives the same bytes again). Prints seconds, new tokens/s and whether the answers are identical.
 
   python benchmarks/eval_speed.py RUN --rows 8 --max-new-tokens 800 --out /tmp/eval-speed
 """
@@ -32,19 +32,11 @@ def main() -> None:
 
     import torch
 
-    from kit import data, determinism, evaluate, model, rundir
-    from kit.recipe import Recipe
-    from kit.runner import load_checked_tokenizer
+    from kit import evaluate
 
-    model.quiet_transformers()
-    recipe = Recipe.model_validate(rundir.read_json(args.run / rundir.RECIPE), strict=False)
-    determinism.apply(recipe.seed, recipe.determinism)
-    manifest = rundir.read_manifest(args.run, complete=True)
-    device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    base = model.resolve_base_model(recipe.model, args.run)
-    tok, _ = load_checked_tokenizer(recipe, base)
-    net = evaluate._load(base, recipe, manifest["plan"]["strategy"], device, args.run / rundir.ADAPTER)
-    rows = data.read_rows(args.run / rundir.DATA / "eval.jsonl")[:args.rows]
+    loaded = evaluate.load_run(args.run)  # as `kit eval` loads it: switches, pinned eval rows, base + adapter
+    manifest, recipe, device, tok, net = loaded.manifest, loaded.recipe, loaded.device, loaded.tok, loaded.net
+    rows = loaded.rows[:args.rows]
     max_new = args.max_new_tokens or recipe.evaluation.max_new_tokens
     results = []
     for cache in args.caches.split(","):

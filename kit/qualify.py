@@ -10,12 +10,11 @@ against the planner's estimate, tokens/s, MFU and the ETA of the whole recipe.
 from __future__ import annotations
 
 import gc
-import json
 import statistics
 import tempfile
 from pathlib import Path
 
-from kit import plan
+from kit import plan, rundir
 from kit.data import EncodedRow
 from kit.recipe import LoadedRecipe, with_overrides
 
@@ -85,7 +84,7 @@ def qualify(loaded: LoadedRecipe, strategies: list[str], seq_lens: list[int], st
             rows = synthetic_rows(steps, seq, arch.vocab)
             with tempfile.TemporaryDirectory() as tmp:
                 records = run_loop(net, rows, recipe, Path(tmp), "cuda:0", 1)
-                times = [json.loads(x)["seconds"] for x in (Path(tmp) / "timing.jsonl").read_text().splitlines()]
+                times = [t["seconds"] for t in rundir.read_jsonl(Path(tmp) / rundir.TIMING)]
             timed = times[warmup:] or times
             step_s = statistics.median(timed)
             tps = seq / step_s

@@ -225,18 +225,12 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
                            "train_tokens": sum(r["tokens"] for r in records),
                            "label_tokens": sum(r["label_tokens"] for r in records),
                            "seconds": round(time.time() - began, 3),
-                           "speed": speed_summary(run, n_params, _gpu_name(dist.device))}
+                           "speed": speed_summary(run, n_params, manifest["inputs"]["environment"]["hardware"])}
     manifest["status"] = "complete"
     rundir.atomic_write_json(run / rundir.MANIFEST, manifest)
     log.info("run complete: adapter sha256 %s", manifest["outputs"]["adapter"]["sha256"])
     dist.barrier()
     return manifest
-
-
-def _gpu_name(device: str) -> str | None:
-    import torch
-
-    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
 
 
 def out_of_memory(recipe, strategy: str, run: Path):

@@ -307,7 +307,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
     return records
 
 
-def speed_summary(run: Path, n_params: int, gpu_name: str | None) -> dict:
+def speed_summary(run: Path, n_params: int, hardware: dict) -> dict:
     """Seconds, tokens/s, MFU and peak memory of the run's training steps (timing.jsonl).
 
     Tokens are the real (unpadded) tokens of each step; the first step (kernel selection, the
@@ -316,6 +316,7 @@ def speed_summary(run: Path, n_params: int, gpu_name: str | None) -> dict:
     """
     from kit.qualify import estimate_mfu, peak_flops_for
 
+    gpu_name = hardware["device_name"] if hardware["device_type"] == "cuda" else None
     timing = {t["step"]: t for t in rundir.read_jsonl(run / rundir.TIMING)}
     tokens = {r["step"]: r["tokens"] for r in rundir.read_jsonl(run / rundir.TRAIN_LOG)}
     steps = sorted(set(timing) & set(tokens))

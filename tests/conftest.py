@@ -92,3 +92,18 @@ def run_copy(evaluated_run, tmp_path) -> Path:
 
 def manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(evaluated_run, tmp_path_factory) -> Path:
+    """references/tiny/<this class>.json in a folder of its own: the evaluated run plus four seeds
+    spread around it (a real 5-seed reference takes minutes; the bit-exact part is real)."""
+    from kit import reference
+    from samples import sample_reference
+
+    ref = sample_reference(reference.run_results(evaluated_run))
+    folder = tmp_path_factory.getbasetemp() / "references"
+    path = folder / "tiny" / f"{ref['hardware_class_slug']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ref))
+    return path

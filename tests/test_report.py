@@ -12,7 +12,6 @@ import pytest
 
 from conftest import manifest
 from kit import reference, report
-from test_verify import tiny_reference  # noqa: F401  (a fixture shared with test_verify)
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
 PRIVATE = {"tokens": ["sekrit-token-value"], "homes": ["/home/amara"], "hosts": ["amara-laptop"], "users": ["amara"]}
