@@ -69,6 +69,8 @@ if [[ $kind == cpu ]]; then
     find_links=(--find-links "$links")
 fi
 
-uv pip sync --python "$venv/bin/python" --require-hashes "${find_links[@]}" "${locks[@]}"
+# --compile-bytecode: every `kit` process imports torch and transformers; without .pyc files (and with
+# PYTHONDONTWRITEBYTECODE, common in images and CI) that costs ~6 s more per process (measured: 11.9 s vs 5-6 s)
+uv pip sync --python "$venv/bin/python" --require-hashes --compile-bytecode "${find_links[@]}" "${locks[@]}"
 uv pip install --python "$venv/bin/python" --require-hashes --no-deps -r "$req/olmo-tokenizer.txt"
 uv pip install --python "$venv/bin/python" --no-deps --no-build-isolation --editable "$root"
