@@ -136,7 +136,7 @@ def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict
             "peak_reserved_gib": round(peak_gib, 3), "gpu": gpu}
 
 
-def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2) -> dict:
+def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2, tokens: int | None = None) -> dict:
     from kit import rundir
     from variants import write_variant
 
@@ -145,6 +145,9 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2) 
         # with token_budget and packed, micro_batch_size is only a cap on the rows of a micro-batch
         src["training"].update(max_steps=args.steps, grad_accum_steps=args.grad_accum // micro_batch,
                                micro_batch_size=micro_batch, batching=batching, checkpoint_every_steps=0)
+        src["training"].pop("micro_batch_tokens", None)
+        if tokens:
+            src["training"]["micro_batch_tokens"] = tokens
         src["data"]["max_train_rows"] = args.steps * args.grad_accum
 
     out = Path(args.out)
@@ -158,7 +161,8 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2) 
         hashes.append(json.loads((run / "manifest.json").read_text())["outputs"]["adapter"]["sha256"])
     timing = rundir.read_jsonl(out / f"kit-{tag}-1" / rundir.TIMING)
     log = rundir.read_jsonl(out / f"kit-{tag}-1" / rundir.TRAIN_LOG)
-    res = summarize(f"kit (micro-batch {micro_batch}, {batching})", [t["seconds"] for t in timing],
+    budget = f", <= {tokens} tokens" if tokens else ""
+    res = summarize(f"kit (micro-batch {micro_batch}, {batching}{budget})", [t["seconds"] for t in timing],
                     [x["tokens"] for x in log], [t["padded_tokens"] for t in timing],
                     max(t.get("peak_reserved_gib", 0.0) for t in timing), _device_name())
     res["peak_allocated_gib"] = max(t.get("peak_allocated_gib", 0.0) for t in timing)
@@ -175,7 +179,7 @@ def main() -> None:
     p.add_argument("--grad-accum", type=int, default=8)
     p.add_argument("--max-seq-len", type=int, default=2048)
     p.add_argument("--variants", default="1:padded:1,8:token_budget:2",
-                   help="micro_batch:batching:reruns, comma-separated")
+                   help="micro_batch:batching[@micro_batch_tokens]:reruns, comma-separated (e.g. 8:packed@8192:2)")
     p.add_argument("--out", default="/tmp/bench")
     p.add_argument("--recipe", default=None, help="default: recipes/olmo7b-random-<strategy>.yaml")
     args = p.parse_args()
@@ -193,13 +197,15 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=1))  # saved after every part: a time limit loses only the last
     for v in args.variants.split(","):
         mb, batching, reps = (v.split(":") + ["2"])[:3]
-        k = kit_variant(args, int(mb), batching, f"{args.strategy}-mb{mb}-{batching}", int(reps))
+        batching, _, tokens = batching.partition("@")
+        tag = f"{args.strategy}-mb{mb}-{batching}{tokens}"
+        k = kit_variant(args, int(mb), batching, tag, int(reps), int(tokens) if tokens else None)
         k["speedup_vs_baseline"] = round(k["effective_tokens_per_s"] / result["baseline"]["effective_tokens_per_s"], 3)
         result["kit"].append(k)
         out.write_text(json.dumps(result, indent=1))
-    print(f"{'path':45} {'eff tok/s':>10} {'reserved':>9} {'alloc':>7} {'MFU':>6} {'x base':>7} identical")
+    print(f"{'path':60} {'eff tok/s':>10} {'reserved':>9} {'alloc':>7} {'MFU':>6} {'x base':>7} identical")
     for r in [result["baseline"], *result["kit"]]:
-        print(f"{r['name']:45} {r['effective_tokens_per_s']:>10} {r['peak_reserved_gib']:>9} {r['peak_allocated_gib']:>7} {r['mfu_effective']!s:>6} "
+        print(f"{r['name']:60} {r['effective_tokens_per_s']:>10} {r['peak_reserved_gib']:>9} {r['peak_allocated_gib']:>7} {r['mfu_effective']!s:>6} "
               f"{r.get('speedup_vs_baseline', 1.0):>7} {r.get('bit_identical_rerun', '')}")
 
 

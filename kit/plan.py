@@ -21,22 +21,24 @@ MARGIN = 0.10           # keep 10% of the free memory for fragmentation and othe
 CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measured: 0.75-0.86 GiB)
 
 # Activation GiB per token of a micro-batch, and a constant, fitted on the peak reserved memory
-# that `kit qualify` measured at seq 2048 and 4096 (gradient checkpointing on, batch 1, H100,
-# benchmarks/qualify-*.json); seq 1024 was held out and is predicted within 0.5%. Without
-# checkpointing only bench.py's seq-2048 point exists (shared/measurements), so it is a ratio.
+# that `kit qualify` measured at seq 2048 and 4096 (gradient checkpointing on, one row, every token
+# a label, so full-vocabulary logits: an upper bound for answer-only training; benchmarks/qualify-*.json);
+# seq 1024 was held out and is predicted within 0.5%. Without checkpointing only bench.py's seq-2048
+# point exists (shared/measurements), so it is a ratio (and QLoRA's predates the bf16 embeddings).
 ACTIVATION_FIT = {
     ("lora", True): {"per_token_gib": 1.2959e-3, "const_gib": 0.100,
                      "source": "kit qualify, H100 80GB HBM3, 2026-11-28 (fit 2048+4096, 1024 held out: +0.4%)"},
-    ("qlora", True): {"per_token_gib": 1.6396e-3, "const_gib": 0.268,
-                      "source": "kit qualify, H100 80GB HBM3, 2026-11-28 (fit 2048+4096, 1024 held out: -0.4%)"},
+    ("qlora", True): {"per_token_gib": 9.814e-4, "const_gib": 0.272,
+                      "source": "kit qualify, H200, 2026-11-29, bf16 embeddings (fit 2048+4096, 1024 held out: -0.1%)"},
     ("lora", False): {"per_token_gib": 1.046e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
     ("qlora", False): {"per_token_gib": 1.379e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
 }
 
-# Deterministic-mode training throughput on an H100 80GB HBM3 (tokens/s, seq 2048, checkpointing,
-# `kit qualify` 2026-11-28), scaled to other GPUs by their dense bf16 peak (an estimate: only the
-# H100 is measured). A GPU not in the table gets no time estimate.
-H100_TOKENS_PER_S = {"lora": 3221.0, "qlora": 2245.0}
+# Deterministic-mode training throughput of one seq-2048 row per micro-batch (checkpointing, `kit
+# qualify`): LoRA on an H100 80GB HBM3 (2026-11-28), QLoRA with bf16 embeddings on an H200
+# (2026-11-29; the same dense bf16 peak, 989 TFLOP/s), scaled to other GPUs by their dense bf16 peak
+# (an estimate: only these two are measured). A GPU not in the table gets no time estimate.
+H100_TOKENS_PER_S = {"lora": 3221.0, "qlora": 2788.6}
 DENSE_BF16_TFLOPS = {"H100 80GB HBM3": 989, "H100 SXM": 989, "H100 PCIe": 756, "H100 NVL": 835, "H200": 989,
                      "A100-SXM4-80GB": 312, "A100-SXM4-40GB": 312, "A100 80GB PCIe": 312, "A100-PCIE-40GB": 312,
                      "L40S": 362, "L4": 121, "A10G": 70, "A10": 125, "RTX 4090": 165, "RTX 3090": 71,
@@ -101,9 +103,12 @@ class Decision:
 
 
 def micro_batch_tokens(training, seq_len: int) -> int:
-    """The most tokens one micro-batch can hold: token_budget and packed batching cap it at one
-    full-length row, whatever micro_batch_size (then a cap on rows) says."""
-    return seq_len if training.batching in ("token_budget", "packed") else seq_len * training.micro_batch_size
+    """The most tokens one micro-batch can hold: token_budget and packed batching cap it at
+    training.micro_batch_tokens (default one full-length row; a longer row still travels alone),
+    whatever micro_batch_size (then a cap on rows) says."""
+    if training.batching in ("token_budget", "packed"):
+        return max(seq_len, training.micro_batch_tokens or seq_len)
+    return seq_len * training.micro_batch_size
 
 
 def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) -> Estimate:
@@ -113,8 +118,10 @@ def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) 
     a, t = recipe.adapter, recipe.training
     n_lora = arch.lora_params(a.r, a.target_modules)
     if strategy == "qlora":
+        # embeddings and lm_head are not quantized and stay in the model's dtype (kit.model.load_for_training)
+        unquantized = 2 if recipe.model.dtype == "bfloat16" else 4
         weights = {"base_weights_nf4": arch.linear_params() * (0.5 + 1 / 64 + 4 / (64 * 256)) / GiB,
-                   "embeddings_fp32": arch.embedding_params() * 4 / GiB}
+                   f"embeddings_{recipe.model.dtype}": arch.embedding_params() * unquantized / GiB}
     else:
         weights = {"base_weights_bf16": (arch.linear_params() + arch.embedding_params()) * 2 / GiB}
     optimizer_bytes = {"adamw_torch": 8, "adamw_torch_fused": 8, "adamw_8bit": 2, "paged_adamw_8bit": 0}[t.optimizer]
@@ -149,13 +156,28 @@ def decide(recipe, gpu_memory_gib: float | None, seq_len: int | None = None) -> 
         why = (f"bf16 LoRA needs ~{est['lora'].device_gib:.1f} GiB, more than {budget:.1f} GiB; 4-bit QLoRA "
                f"needs ~{est['qlora'].device_gib:.1f} GiB at seq {seq}")
         return Decision("qlora", why, as_dicts, gpu_memory_gib)
-    longest = longest_fitting_seq(recipe, gpu_memory_gib)
-    alt = (f"sequences up to {longest} tokens would fit with QLoRA (the data's rows must be that short)"
-           if longest else "no sequence length fits")
+    one_row = one_row_per_micro_batch(recipe)
+    single = estimate(one_row, "qlora", seq, gpu_memory_gib)
+    longest = longest_fitting_seq(one_row, gpu_memory_gib)
+    if one_row is not recipe and single.fits:
+        alt = (f"with `training.micro_batch_tokens: null` (one row of <= {seq} tokens per micro-batch, not "
+               f"{recipe.training.micro_batch_tokens} packed) QLoRA needs ~{single.device_gib:.1f} GiB and fits")
+    elif longest:
+        alt = (f"sequences up to {longest} tokens would fit with QLoRA, one row per micro-batch (the data's "
+               f"rows must be that short)")
+    else:
+        alt = "no sequence length fits"
     why = (f"neither fits: 4-bit QLoRA needs ~{est['qlora'].device_gib:.1f} GiB at seq {seq}, more than "
            f"{budget:.1f} GiB; {alt}; a card with at least {math.ceil(est['qlora'].device_gib / (1 - MARGIN))} GiB "
            f"free runs this recipe")
     return Decision(None, why, as_dicts, gpu_memory_gib)
+
+
+def one_row_per_micro_batch(recipe):
+    """The recipe without its packing budget (micro_batch_tokens), or the recipe itself if it has none."""
+    if not recipe.training.micro_batch_tokens:
+        return recipe
+    return recipe.model_copy(update={"training": recipe.training.model_copy(update={"micro_batch_tokens": None})})
 
 
 def longest_fitting_seq(recipe, gpu_memory_gib: float) -> int | None:
@@ -170,7 +192,10 @@ def tokens_per_s(strategy: str, gpu_name: str | None) -> tuple[float | None, str
         return None, "no GPU named"
     for key, tflops in DENSE_BF16_TFLOPS.items():
         if key.lower() in gpu_name.lower():
-            how = "measured" if tflops == H100_TFLOPS and "H100" in key else f"scaled from the H100 by bf16 peak {tflops}/{H100_TFLOPS} TFLOP/s"
+            if tflops == H100_TFLOPS:  # H100 SXM and H200: one bf16 peak, where the table was measured
+                how = "measured on an H100 (LoRA) and an H200 (QLoRA), which share this GPU's bf16 peak"
+            else:
+                how = f"scaled from the H100/H200 measurement by bf16 peak {tflops}/{H100_TFLOPS} TFLOP/s"
             return H100_TOKENS_PER_S[strategy] * tflops / H100_TFLOPS, how
     return None, f"{gpu_name} is not in the speed table: run `kit qualify` to measure it"
 

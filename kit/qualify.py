@@ -35,12 +35,13 @@ def peak_flops_for(gpu_name: str) -> float | None:
 
 
 def random_variant(loaded: LoadedRecipe, steps: int) -> LoadedRecipe:
-    """The recipe with seeded random weights of its architecture, one micro-batch per step."""
+    """The recipe with seeded random weights of its architecture, one micro-batch of one row per step."""
     spec = loaded.recipe.model
     return with_overrides(loaded, model={"source": "random", "config": spec.config or {}, "init_seed": 0,
                                          "id": None, "revision": None, "path": None, "files_sha256": {}},
                           training={"grad_accum_steps": 1, "micro_batch_size": 1, "epochs": 1, "max_steps": steps,
-                                    "checkpoint_every_steps": 0, "warmup_ratio": 0.0})
+                                    "checkpoint_every_steps": 0, "warmup_ratio": 0.0,
+                                    "micro_batch_tokens": None})
 
 
 def synthetic_rows(n: int, seq_len: int, vocab: int, seed: int = 1234) -> list[EncodedRow]:

@@ -123,10 +123,21 @@ class TrainingSpec(_Strict):
     # differs from adamw_torch's in the last bits, so it is a different recipe, not a speed switch
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
     gradient_checkpointing: bool = True
-    # packed: a step's rows concatenated into sequences of <= data.max_seq_len tokens, attention kept
-    # within each row (position ids restart); see kit.train.micro_batches
+    # packed: a step's rows concatenated into sequences of <= micro_batch_tokens tokens, attention
+    # kept within each row (position ids restart); see kit.train.micro_batches
     batching: Literal["padded", "length_grouped", "token_budget", "packed"] = "padded"
+    # the most tokens in one micro-batch for token_budget and packed batching; null = data.max_seq_len
+    # (one full-length row, so no more activation memory than batch 1). More tokens per micro-batch
+    # means fewer micro-batches per step: the lever on a host-bound step (QLoRA), paid in memory
+    micro_batch_tokens: int | None = Field(None, ge=16)
     checkpoint_every_steps: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _budget_needs_a_token_batching(self):
+        if self.micro_batch_tokens is not None and self.batching not in ("token_budget", "packed"):
+            raise ValueError(f"`training.micro_batch_tokens` applies to batching token_budget or packed, not "
+                             f"{self.batching!r}: remove it or set batching: packed")
+        return self
 
 
 class EvaluationSpec(_Strict):
@@ -160,6 +171,11 @@ class Recipe(_Strict):
     determinism: DeterminismSpec = DeterminismSpec()
 
 
+# (section, key, default) of fields added after references were published: left out of the
+# resolved recipe while they hold their default
+OMITTED_AT_DEFAULT = (("training", "micro_batch_tokens", None),)
+
+
 class LoadedRecipe:
     """A validated recipe plus where it came from (for resolving relative paths)."""
 
@@ -172,8 +188,14 @@ class LoadedRecipe:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def resolved_dict(self) -> dict[str, Any]:
-        """The whole truth of the run, every default written out."""
-        return self.recipe.model_dump(mode="json")
+        """The whole truth of the run, every default written out, except the fields added after
+        references were published (OMITTED_AT_DEFAULT) while they hold their default: their absence
+        means that default, and the recipes that do not use them keep their published sha256."""
+        resolved = self.recipe.model_dump(mode="json")
+        for section, key, default in OMITTED_AT_DEFAULT:
+            if resolved[section][key] == default:
+                del resolved[section][key]
+        return resolved
 
     def sha256(self) -> str:
         return sha256_of_resolved(self.resolved_dict())

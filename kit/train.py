@@ -11,9 +11,9 @@ Features, each with its trade-off:
 - `length_grouped` / `token_budget` batching sort the rows *within* one optimizer step by length
   before cutting micro-batches: less padding, the same samples per step, the same normalisation;
   `token_budget` caps a micro-batch at max_seq_len padded tokens, so peak memory does not grow.
-- `packed` batching concatenates a step's rows into sequences of <= max_seq_len tokens with no
-  padding, attention kept within each row (position ids restart): fewer micro-batches per step,
-  which is what pays on a host-bound GPU step (bf16 LoRA 1.68x the naive recipe on an H100).
+- `packed` batching concatenates a step's rows into sequences of <= `micro_batch_tokens` tokens
+  (default max_seq_len) with no padding, attention kept within each row (position ids restart):
+  fewer micro-batches per step, which is what pays on a host-bound GPU step (benchmarks/README.md).
 - Data-parallel when several processes run (kit.distributed): each rank takes every
   world_size-th micro-batch of the step; the effective batch is the recipe's.
 - Checkpoints every N steps (kit.checkpoint), resumable to the same final bytes; SIGINT/SIGTERM
@@ -87,7 +87,7 @@ def micro_batches(rows: list[EncodedRow], micro_batch_size: int, batching: str,
       tokens (so no more activation memory) than one full-length row.
     packed: first-fit decreasing into sequences of at most token_budget real tokens (and at most
       micro_batch_size rows), to be concatenated without padding (kit.train.collate_packed): a
-      short row rides along with a long one, and no micro-batch is longer than one full row.
+      short row rides along with a long one; a row longer than token_budget travels alone.
     """
     if batching == "packed":
         bins: list[list[EncodedRow]] = []
@@ -269,7 +269,8 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             began = time.perf_counter()
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per micro-batch
             padded = 0
-            mine = micro_batches(step_rows, t.micro_batch_size, t.batching, recipe.data.max_seq_len)[rank::world]
+            mine = micro_batches(step_rows, t.micro_batch_size, t.batching,
+                                 t.micro_batch_tokens or recipe.data.max_seq_len)[rank::world]
             for mb in mine:
                 batch = collate_packed(mb, device) if t.batching == "packed" else collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()

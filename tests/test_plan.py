@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from kit import plan
 from kit.cli import cli
-from kit.recipe import load_recipe
+from kit.qualify import random_variant
+from kit.recipe import load_recipe, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 QLORA = REPO / "recipes/kwanzaa-olmo7b-qlora.yaml"
@@ -50,13 +51,19 @@ def test_plan_refuses_a_card_too_small_and_says_what_would_fit():
     assert out["strategy"] is None and "GiB free runs this recipe" in out["reason"]
 
 
-def test_plan_suggests_a_shorter_sequence_when_one_fits():
-    d = plan.decide(load_recipe(QLORA).recipe, 8.0)
+def test_plan_suggests_a_smaller_token_budget_then_a_shorter_sequence_when_one_fits():
+    loaded = load_recipe(QLORA)
+    assert loaded.recipe.training.micro_batch_tokens == 4096  # the QLoRA recipe packs 4096 tokens
+    d = plan.decide(loaded.recipe, 8.5)
+    assert d.strategy is None and "`training.micro_batch_tokens: null`" in d.reason
+    unpacked = with_overrides(loaded, training={"micro_batch_tokens": None}).recipe
+    assert plan.estimate(unpacked, "qlora", 2048, 8.5).fits
+    d = plan.decide(unpacked, 7.4)
     assert d.strategy is None and "sequences up to" in d.reason
 
 
 def test_memory_grows_with_the_sequence_and_components_add_up():
-    r = load_recipe(QLORA).recipe
+    r = plan.one_row_per_micro_batch(load_recipe(QLORA).recipe)  # packed, a micro-batch is 4096 tokens at any seq
     a, b = plan.estimate(r, "qlora", 1024, 80), plan.estimate(r, "qlora", 4096, 80)
     assert a.peak_gib < b.peak_gib
     assert abs(sum(b.components_gib.values()) - b.peak_gib) < 0.01
@@ -76,6 +83,7 @@ def test_planner_is_within_10_percent_of_every_measured_peak():
     measured = _qualified()
     assert measured, "no benchmarks/qualify-*.json: run kit qualify on a GPU and commit the JSON"
     for m in measured:
-        r = load_recipe(REPO / f"recipes/{m['recipe']}.yaml").recipe
+        # as kit qualify measured it: one row per micro-batch, whatever the recipe packs
+        r = random_variant(load_recipe(REPO / f"recipes/{m['recipe']}.yaml"), m["steps"]).recipe
         est = plan.estimate(r, m["strategy"], m["seq_len"], None).peak_gib
         assert abs(est - m["peak_reserved_gib"]) / m["peak_reserved_gib"] <= 0.10, (m["strategy"], m["seq_len"], est)

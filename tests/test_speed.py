@@ -77,9 +77,9 @@ def test_a_packed_micro_batch_has_the_loss_of_its_rows_trained_one_by_one(tiny_m
 
 
 def test_packed_training_keeps_the_steps_rows_and_their_loss(run_kit, tiny_run, tmp_path):
-    # sequences of up to 4096 tokens, so that these rows of 1.0-1.4k tokens share them
+    # sequences of up to 4096 tokens (rows still at most max_seq_len 2048), so rows of 1.0-1.4k tokens share them
     recipe = write_recipe(tmp_path / "packed.yaml", training__batching="packed", training__micro_batch_size=4,
-                          training__grad_accum_steps=2, data__max_seq_len=4096)
+                          training__grad_accum_steps=2, training__micro_batch_tokens=4096)
     run_kit("train", "--recipe", str(recipe), "--output", str(tmp_path / "run"), "--json", check=True)
     packed = [json.loads(x) for x in (tmp_path / "run/train_log.jsonl").read_text().splitlines()]
     padded = [json.loads(x) for x in (tiny_run / "train_log.jsonl").read_text().splitlines()]
@@ -89,6 +89,7 @@ def test_packed_training_keeps_the_steps_rows_and_their_loss(run_kit, tiny_run, 
     timing = [json.loads(x) for x in (tmp_path / "run/timing.jsonl").read_text().splitlines()]
     assert all(t["padded_tokens"] == r["tokens"] for t, r in zip(timing, packed))  # no padding at all
     assert all(t["micro_batches"] == 3 for t in timing)  # 8 rows of 1.0-1.4k tokens: 3 + 3 + 2
+    assert json.loads((tmp_path / "run/recipe.json").read_text())["training"]["micro_batch_tokens"] == 4096
 
 
 def test_the_speed_switches_are_set_and_recorded(tiny_run):
@@ -153,3 +154,59 @@ def test_the_planner_counts_one_full_row_per_packed_micro_batch():
     four = with_overrides(loaded, training={"batching": "padded", "micro_batch_size": 4}).recipe
     assert plan.estimate(packed, "lora", 2048, 80).peak_gib == plan.estimate(one, "lora", 2048, 80).peak_gib
     assert plan.estimate(four, "lora", 2048, 80).peak_gib > plan.estimate(one, "lora", 2048, 80).peak_gib
+
+
+def test_qlora_keeps_the_unquantized_weights_and_the_residual_stream_in_the_model_dtype(tmp_path, monkeypatch):
+    """peft's prepare_model_for_kbit_training upcasts embeddings and lm_head to fp32, which makes the whole
+    residual stream and attention fp32 (slower on a GPU, benchmarks/README.md); the kit keeps bf16."""
+    import torch
+
+    from kit import model as kit_model
+    from kit.recipe import load_recipe
+
+    monkeypatch.setenv("KWANZAA_KIT_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(write_recipe(tmp_path / "q.yaml", model__dtype="bfloat16",
+                                      adapter__quantization={"quant_type": "nf4", "double_quant": True,
+                                                             "compute_dtype": "bfloat16"})).recipe
+    net = kit_model.load_for_training(kit_model.materialize_random(recipe.model), recipe, "qlora", "cpu", seed=42)
+    params = dict(net.named_parameters())
+    assert params["base_model.model.model.embed_tokens.weight"].dtype == torch.bfloat16
+    assert params["base_model.model.lm_head.weight"].dtype == torch.bfloat16
+    assert type(net.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
+    assert {n for n, p in params.items() if p.requires_grad} == {n for n in params if "lora_" in n}
+    hidden = []
+    net.base_model.model.model.layers[0].register_forward_hook(lambda m, i, o: hidden.append(o[0] if isinstance(o, tuple) else o))
+    net.train()
+    net(input_ids=torch.tensor([[5, 6, 7, 8]]), labels=torch.tensor([[5, 6, 7, 8]])).loss.backward()
+    assert hidden[0].dtype == torch.bfloat16
+    assert all(p.grad is not None for n, p in params.items() if p.requires_grad and "lora_B" in n)
+
+
+def test_a_micro_batch_token_budget_is_planned_and_refused_where_it_means_nothing(tmp_path):
+    from kit import plan
+    from kit.errors import RecipeError
+    from kit.recipe import load_recipe, with_overrides
+
+    loaded = load_recipe(REPO / "recipes/kwanzaa-olmo7b-qlora.yaml")
+    one = with_overrides(loaded, training={"batching": "packed", "micro_batch_tokens": None}).recipe
+    big = with_overrides(loaded, training={"batching": "packed", "micro_batch_tokens": 8192}).recipe
+    assert plan.micro_batch_tokens(one.training, 2048) == 2048 and plan.micro_batch_tokens(big.training, 2048) == 8192
+    assert plan.micro_batch_tokens(big.training, 10_000) == 10_000  # a longer row still travels alone
+    assert plan.estimate(big, "qlora", 2048, 80).peak_gib > plan.estimate(one, "qlora", 2048, 80).peak_gib
+    bad = write_recipe(tmp_path / "bad.yaml", training__batching="padded", training__micro_batch_tokens=4096)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(bad)
+    assert "training.micro_batch_tokens" in str(e.value) and "batching: packed" in str(e.value)
+
+
+def test_recipes_that_leave_the_token_budget_unset_keep_their_published_sha256():
+    """A field added later is left out of the resolved recipe at its default: the published references'
+    recipe hashes stay valid (`make reproduce` would refuse the tiny reference as a different input)."""
+    from kit.recipe import load_recipe
+
+    tiny = load_recipe(REPO / "recipes/tiny.yaml")
+    assert "micro_batch_tokens" not in tiny.resolved_dict()["training"]
+    published = {json.loads(p.read_text())["inputs"]["recipe"]
+                 for p in (REPO / "references/tiny").glob("*.json")}
+    assert published == {tiny.sha256()}
+
