@@ -40,12 +40,15 @@ def derived_recipe(src_path: Path, out: Path, overrides: dict) -> Path:
     return write_variant(src_path, out / f"{src_path.stem}-random.yaml", edit)
 
 
-def kit(*args: str) -> tuple[float, dict]:
+def kit(out: Path, *args: str) -> tuple[float, dict]:
+    """`kit ARGS --json`, timed; its log goes to OUT/kit-<command>.log as it runs (kept if a time limit stops it)."""
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "kit", *args, "--json"], cwd=REPO, capture_output=True, text=True)
+    with open(out / f"kit-{args[0]}.log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "kit", *args, "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=log, text=True)
     seconds = time.perf_counter() - began
     if done.returncode != 0:
-        sys.exit(f"kit {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        sys.exit(f"kit {' '.join(args)} failed ({done.returncode}): see {out / f'kit-{args[0]}.log'}")
     return seconds, json.loads(done.stdout)
 
 
@@ -77,12 +80,12 @@ def main() -> None:
     result["random_weights"] = weights.stdout.strip().splitlines()[-1]
 
     run = out / f"run-{tag}"
-    result["train_wall_seconds"], trained = kit("train", "--recipe", str(recipe), "--output", str(run),
+    result["train_wall_seconds"], trained = kit(out, "train", "--recipe", str(recipe), "--output", str(run),
                                                 "--strategy", args.strategy)
     result["train"] = trained["summary"]
     result["adapter_sha256"] = trained["adapter_sha256"]
     (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))  # a time limit keeps the training part
-    result["eval_wall_seconds"], evaluated = kit("eval", str(run))
+    result["eval_wall_seconds"], evaluated = kit(out, "eval", str(run))
     result["eval"] = evaluated["timing"]
     result["total_wall_seconds"] = round(result["train_wall_seconds"] + result["eval_wall_seconds"], 1)
     result["responses_sha256"] = json.loads((run / "manifest.json").read_text())["outputs"]["eval_responses"]["sha256"]

@@ -86,7 +86,10 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     scored = metrics.score(rows, [{"id": r["id"], "response": t} for r, t in zip(rows, responses)])
     result = {**scored, "eval_loss": eval_loss, "model": "base" if base_only else "base+adapter",
               "generation": {"decoding": spec.decoding, "batch_size": spec.batch_size, "cache": spec.cache,
-                             "max_new_tokens": spec.max_new_tokens, "rows": len(rows)},
+                             "max_new_tokens": spec.max_new_tokens, "rows": len(rows),
+                             # only when true: older metrics files (and their published hashes) stay as they were
+                             **({"merged_adapter": True} if merged(recipe, manifest["plan"]["strategy"])
+                                and not base_only else {})},
               "determinism": switches}
     rundir.atomic_write_json(out_dir / "metrics.json", result)
     rundir.atomic_write_json(out_dir / "timing.json", timing)
@@ -105,8 +108,15 @@ def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path
         from peft import PeftModel
 
         net = PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
+        if merged(recipe, strategy):
+            net = net.merge_and_unload()
     net.eval()
     return net
+
+
+def merged(recipe, strategy: str) -> bool:
+    """Whether evaluation folds the adapter into the base weights: the recipe asks, and it is bf16 LoRA."""
+    return recipe.evaluation.merge_adapter and strategy == "lora"
 
 
 def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dict:

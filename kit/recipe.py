@@ -147,6 +147,11 @@ class EvaluationSpec(_Strict):
     # transformers' KV cache for generation: "static" preallocates it, and on a GPU generate()
     # then compiles the decoding step (torch.compile); "dynamic" grows it, eagerly
     cache: Literal["dynamic", "static"] = "dynamic"
+    # bf16 LoRA only: fold the adapter into the base weights before generating (peft merge_and_unload):
+    # one matmul per projection instead of three, which is what a decoding step's time is on a GPU
+    # (kernel launches, not FLOPs). Other rounding than the unmerged adapter's, so a recipe value;
+    # a QLoRA adapter is never merged (into 4-bit weights that would be lossy)
+    merge_adapter: bool = False
 
 
 class DeterminismSpec(_Strict):
@@ -173,7 +178,7 @@ class Recipe(_Strict):
 
 # (section, key, default) of fields added after references were published: left out of the
 # resolved recipe while they hold their default
-OMITTED_AT_DEFAULT = (("training", "micro_batch_tokens", None),)
+OMITTED_AT_DEFAULT = (("training", "micro_batch_tokens", None), ("evaluation", "merge_adapter", False))
 
 
 class LoadedRecipe:

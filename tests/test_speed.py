@@ -210,3 +210,28 @@ def test_recipes_that_leave_the_token_budget_unset_keep_their_published_sha256()
                  for p in (REPO / "references/tiny").glob("*.json")}
     assert published == {tiny.sha256()}
 
+
+def test_a_merged_lora_adapter_generates_as_the_unmerged_one_and_says_so(evaluated_run, kit_cache):
+    """evaluation.merge_adapter folds bf16 LoRA into the base weights for generation (fewer kernels per
+    decoding step); the fp32 tiny model answers the same either way; QLoRA is never merged."""
+    import os
+
+    os.environ["KWANZAA_KIT_CACHE"] = str(kit_cache)
+    from kit import evaluate, model
+    from kit.data import read_rows
+    from kit.recipe import load_recipe, with_overrides
+    from kit.tokenizer import load_default_tokenizer
+
+    loaded = load_recipe(REPO / "recipes/tiny.yaml")
+    merged = with_overrides(loaded, evaluation={"merge_adapter": True})
+    assert merged.resolved_dict()["evaluation"]["merge_adapter"] is True
+    assert "merge_adapter" not in loaded.resolved_dict()["evaluation"]  # left out at its default: hash kept
+    base = model.materialize_random(loaded.recipe.model)
+    adapter = Path(evaluated_run) / "adapter"
+    nets = {m: evaluate._load(base, r.recipe, "lora", "cpu", adapter) for m, r in (("no", loaded), ("yes", merged))}
+    assert any("lora_A" in n for n, _ in nets["no"].named_parameters())
+    assert not any("lora_A" in n for n, _ in nets["yes"].named_parameters())
+    tok = load_default_tokenizer()
+    rows = read_rows(Path(evaluated_run) / "data/eval.jsonl")[:2]
+    assert evaluate.generate(nets["yes"], tok, rows, 2, 12, "cpu") == evaluate.generate(nets["no"], tok, rows, 2, 12, "cpu")
+    assert evaluate.merged(merged.recipe, "lora") and not evaluate.merged(merged.recipe, "qlora")
