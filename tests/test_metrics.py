@@ -420,7 +420,7 @@ def test_kit_eval_run_dir_hands_over_to_evaluate_run_unless_responses_are_given(
     tmp, data, good, _ = files
     calls = []
     fake = types.ModuleType("kit.evaluate")
-    fake.evaluate_run = lambda run_dir, base_only=False: calls.append(run_dir) or metrics.score_files(
+    fake.evaluate_run = lambda run_dir, base_only=False, on_batch=None: calls.append(run_dir) or metrics.score_files(
         tmp / "eval.jsonl", tmp / "good.jsonl")
     monkeypatch.setitem(sys.modules, "kit.evaluate", fake)
     assert invoke("eval", str(tmp)).exit_code == 0 and calls == [tmp]
