@@ -14,6 +14,7 @@ Effective tokens/s counts real (unpadded) tokens only; the first step is left ou
 MFU uses the 6N convention (kit.qualify.estimate_mfu).
 
   python benchmarks/train_bench.py all --strategy qlora --out /tmp/bench   # -> bench-qlora.json
+  (kit side: recipes/olmo7b-random-qlora.yaml's own batching, twice; --variants tries others)
 """
 
 from __future__ import annotations
@@ -171,15 +172,29 @@ def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2, 
     return res
 
 
+def parse_variant(spec: str, recipe: Path) -> tuple[str, str, str]:
+    """(micro_batch, batching[@tokens], reruns) from "MB:BATCHING[@TOKENS][:RERUNS]" or "recipe[:RERUNS]"."""
+    parts = spec.split(":")
+    if parts[0] == "recipe":
+        from kit.recipe import load_recipe
+
+        t = load_recipe(recipe).recipe.training
+        budget = f"@{t.micro_batch_tokens}" if t.micro_batch_tokens else ""
+        return str(t.micro_batch_size), t.batching + budget, (parts + ["2"])[1]
+    mb, batching, reps = (parts + ["2"])[:3]
+    return mb, batching, reps
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("cmd", choices=["all", "baseline"])
     p.add_argument("--strategy", choices=["qlora", "lora"], default="qlora")
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=4)
     p.add_argument("--grad-accum", type=int, default=8)
     p.add_argument("--max-seq-len", type=int, default=2048)
-    p.add_argument("--variants", default="1:padded:1,8:token_budget:2",
-                   help="micro_batch:batching[@micro_batch_tokens]:reruns, comma-separated (e.g. 8:packed@8192:2)")
+    p.add_argument("--variants", default="recipe:2",
+                   help="micro_batch:batching[@micro_batch_tokens]:reruns, comma-separated (e.g. 8:packed@8192:2); "
+                        "recipe[:reruns] is the recipe's own batching (the default: what the committed recipe does)")
     p.add_argument("--out", default="/tmp/bench")
     p.add_argument("--recipe", default=None, help="default: recipes/olmo7b-random-<strategy>.yaml")
     args = p.parse_args()
@@ -196,7 +211,7 @@ def main() -> None:
     out = Path(args.out) / f"bench-{args.strategy}.json"
     out.write_text(json.dumps(result, indent=1))  # saved after every part: a time limit loses only the last
     for v in args.variants.split(","):
-        mb, batching, reps = (v.split(":") + ["2"])[:3]
+        mb, batching, reps = parse_variant(v, recipe_path(args))
         batching, _, tokens = batching.partition("@")
         tag = f"{args.strategy}-mb{mb}-{batching}{tokens}"
         k = kit_variant(args, int(mb), batching, tag, int(reps), int(tokens) if tokens else None)

@@ -235,3 +235,14 @@ def test_a_merged_lora_adapter_generates_as_the_unmerged_one_and_says_so(evaluat
     rows = read_rows(Path(evaluated_run) / "data/eval.jsonl")[:2]
     assert evaluate.generate(nets["yes"], tok, rows, 2, 12, "cpu") == evaluate.generate(nets["no"], tok, rows, 2, 12, "cpu")
     assert evaluate.merged(merged.recipe, "lora") and not evaluate.merged(merged.recipe, "qlora")
+
+
+def test_the_benchmark_measures_the_committed_recipes_batching_by_default():
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_bench import parse_variant
+
+    assert parse_variant("recipe:2", REPO / "recipes/olmo7b-random-qlora.yaml") == ("4", "packed@4096", "2")
+    assert parse_variant("recipe", REPO / "recipes/olmo7b-random-lora.yaml") == ("4", "packed", "2")
+    assert parse_variant("8:packed@8192:3", REPO / "recipes/tiny.yaml") == ("8", "packed@8192", "3")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from kit.cli.output import console, emit, json_option, table
+from kit.cli.output import console, emit, generation_progress, json_option, table
 from kit.errors import EXIT_CHECK_FAILED, KitError
 
 _PATH = click.Path(path_type=Path)
@@ -46,7 +46,7 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
     elif run_dir:
         from kit.evaluate import evaluate_run
 
-        result = evaluate_run(run_dir, base_only=base_only, on_batch=_progress())
+        result = evaluate_run(run_dir, base_only=base_only, on_batch=generation_progress())
     else:
         raise KitError("nothing to score", fix="pass RUN_DIR, or --responses R.jsonl --data EVAL.jsonl")
     if output:
@@ -70,16 +70,6 @@ def compare_command(a: Path, b: Path, label_a: str, label_b: str, as_json: bool)
     result = {"labels": {"a": label_a, "b": label_b}, "paths": {"a": str(a), "b": str(b)},
               "metrics": metrics.compare(metrics.read_metrics(a), metrics.read_metrics(b))}
     emit(result, as_json, _render_compare)
-
-
-def _progress():
-    """A line on stderr per generated batch (stdout stays clean for --json): a 7B eval takes minutes."""
-    import time
-
-    from kit.cli.output import say
-
-    began = time.perf_counter()
-    return lambda done, total: say(f"  generated {done}/{total} rows ({time.perf_counter() - began:.0f} s)")
 
 
 COMMANDS = [eval_command, compare_command]

@@ -40,3 +40,10 @@ def table(title: str, columns: list[str], rows: list[list[Any]]):
         t.add_row(*[str(x) for x in r])
     return t
 
+
+def generation_progress() -> Callable[[int, int], None]:
+    """A `say` line per generated batch, with the seconds since this was made: a 7B eval takes minutes."""
+    import time
+
+    began = time.perf_counter()
+    return lambda done, total: say(f"  generated {done}/{total} rows ({time.perf_counter() - began:.0f} s)")

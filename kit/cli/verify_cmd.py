@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kit.cli.output import console, emit, json_option, say, table
+from kit.cli.output import console, emit, generation_progress, json_option, say, table
 from kit.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 _PATH = click.Path(path_type=Path)
@@ -105,7 +105,7 @@ def reproduce_command(recipe, output, as_json):
             f"then kit eval {output} && kit verify {output}")
         raise SystemExit(128 + e.signum) from None
     say("[bold][2/4] evaluate[/] (greedy generation on the eval set, then scoring)")
-    evaluate_run(output, on_batch=None if as_json else _batch_line)
+    evaluate_run(output, on_batch=None if as_json else generation_progress())
     say(f"[bold][3/4] verify[/] against {references_dir()}")
     try:
         result = verify.verify_run(output)
@@ -136,10 +136,6 @@ def _next_run_dir(recipe: Path) -> Path:
 
 def _step_line(rec, total) -> None:
     say(f"  step {rec.step:>4}/{total}  loss {rec.loss:.4f}  grad-norm {rec.grad_norm:.3f}")
-
-
-def _batch_line(done, total) -> None:
-    say(f"  generated {done}/{total}")
 
 
 COMMANDS = [verify_command, report_command, reproduce_command]
