@@ -2,7 +2,8 @@
 
 A recipe is a YAML file that mirrors the `Recipe` model below one to one. Nothing that changes a
 run's result may come from anywhere else: every default is written into the resolved recipe that
-is saved (and hashed) with the run. Unknown keys, wrong types and missing fields are refused with
+is saved (and hashed) with the run, except fields added after references were published, which are
+left out while they hold their default (OMITTED_AT_DEFAULT: their absence means that default). Unknown keys, wrong types and missing fields are refused with
 the file, the line and the key.
 
 Relative paths in a recipe (data, local model dirs) are relative to the recipe file's folder.
@@ -132,12 +133,15 @@ class TrainingSpec(_Strict):
     micro_batch_tokens: int | None = Field(None, ge=16)
     checkpoint_every_steps: int = Field(0, ge=0)
 
-    @model_validator(mode="after")
-    def _budget_needs_a_token_batching(self):
-        if self.micro_batch_tokens is not None and self.batching not in ("token_budget", "packed"):
-            raise ValueError(f"`training.micro_batch_tokens` applies to batching token_budget or packed, not "
-                             f"{self.batching!r}: remove it or set batching: packed")
-        return self
+    @field_validator("micro_batch_tokens")
+    @classmethod
+    def _budget_needs_a_token_batching(cls, v, info):
+        # a field validator (batching is declared above), so the error names this key's line
+        batching = info.data.get("batching")
+        if v is not None and batching not in ("token_budget", "packed"):
+            raise ValueError(f"applies to batching token_budget or packed, not {batching!r}: remove it or "
+                             f"set batching: packed")
+        return v
 
 
 class EvaluationSpec(_Strict):

@@ -197,6 +197,8 @@ def test_a_micro_batch_token_budget_is_planned_and_refused_where_it_means_nothin
     with pytest.raises(RecipeError) as e:
         load_recipe(bad)
     assert "training.micro_batch_tokens" in str(e.value) and "batching: packed" in str(e.value)
+    line = next(i for i, x in enumerate(bad.read_text().splitlines(), 1) if "micro_batch_tokens" in x)
+    assert f"{bad}:{line}" in str(e.value)  # the key's own line, not its section's
 
 
 def test_recipes_that_leave_the_token_budget_unset_keep_their_published_sha256():

@@ -46,7 +46,7 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
     elif run_dir:
         from kit.evaluate import evaluate_run
 
-        result = evaluate_run(run_dir, base_only=base_only, on_batch=generation_progress())
+        result = evaluate_run(run_dir, base_only=base_only, on_batch=None if as_json else generation_progress())
     else:
         raise KitError("nothing to score", fix="pass RUN_DIR, or --responses R.jsonl --data EVAL.jsonl")
     if output:
