@@ -10,13 +10,14 @@ REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git s
 SOURCE ?= $(shell git remote get-url origin 2>/dev/null)
 REPRODUCE_ARGS ?=
 
-.PHONY: help venv test reproduce lock lint image
+.PHONY: help venv test test-fast reproduce lock lint image
 
 help:
 	@echo "make reproduce   train, evaluate, verify and report (in the image when Docker has a GPU)"
 	@echo "make test        the test suite (what CI runs)"
+	@echo "make test-fast   the tests that train no model (under 90 s)"
 	@echo "make venv        $(VENV) from the CPU lock plus test tools"
-	@echo "make lint        hadolint the Dockerfile"
+	@echo "make lint        ruff on the Python, hadolint on the Dockerfile, the import layers"
 	@echo "make image       build the $(IMAGE) image"
 	@echo "make lock        regenerate requirements/*.txt from pyproject.toml"
 
@@ -29,6 +30,9 @@ $(VENV)/.kit-installed: requirements/cpu.txt requirements/test.txt requirements/
 
 test: venv
 	$(VENV)/bin/python -m pytest -q
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 # In the image when a Docker engine and a GPU are there; otherwise in the local venv.
 reproduce:
@@ -44,7 +48,9 @@ lock: venv
 	UV=$(VENV)/bin/uv requirements/lock.sh
 
 lint: venv
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/python scripts/import_graph.py --check
 
 image:
 	docker build \

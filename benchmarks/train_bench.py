@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 
 def rows_for(n: int) -> list[dict]:
-    from kit.data import read_rows
+    from kit.data.rows import read_rows
 
     return read_rows(REPO / "data/kwanzaa/train.jsonl")[:n]
 
@@ -41,13 +41,12 @@ def baseline(args) -> dict:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import (AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Trainer, TrainerCallback, TrainingArguments
 
     from kit import model as kit_model
-    from kit.data import encode_messages
+    from kit.data.rows import encode_messages
+    from kit.data.tokenizer import load_default_tokenizer
     from kit.recipe import load_recipe
-    from kit.tokenizer import load_default_tokenizer
 
     recipe = load_recipe(recipe_path(args)).recipe
     path = kit_model.materialize_random(recipe.model)
@@ -60,7 +59,7 @@ def baseline(args) -> dict:
                 "attention_mask": [1] * len(e.input_ids) + [0] * (L - len(e.input_ids)),
                 "labels": list(e.labels) + [-100] * (L - len(e.input_ids))} for e in encoded]
     cuda = torch.cuda.is_available()
-    kw = dict(dtype=getattr(torch, recipe.model.dtype), use_safetensors=True)
+    kw = {"dtype": getattr(torch, recipe.model.dtype), "use_safetensors": True}
     if cuda:
         kw["device_map"] = {"": 0}
     if args.strategy == "qlora":
@@ -125,7 +124,7 @@ def recipe_path(args) -> Path:
 
 
 def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict:
-    from kit.qualify import estimate_mfu, peak_flops_for
+    from kit.hardware import estimate_mfu, peak_flops_for
 
     t, rt = times[1:], real_tokens[1:]
     tps = sum(rt) / sum(t)
@@ -138,8 +137,9 @@ def summarize(name, times, real_tokens, processed_tokens, peak_gib, gpu) -> dict
 
 
 def kit_variant(args, micro_batch: int, batching: str, tag: str, reps: int = 2, tokens: int | None = None) -> dict:
-    from kit import rundir
     from variants import write_variant
+
+    from kit import rundir
 
     def edit(src: dict) -> None:
         # rows per optimizer step = micro_batch_size x grad_accum_steps = args.grad_accum in every variant;
@@ -220,7 +220,8 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1))
     print(f"{'path':60} {'eff tok/s':>10} {'reserved':>9} {'alloc':>7} {'MFU':>6} {'x base':>7} identical")
     for r in [result["baseline"], *result["kit"]]:
-        print(f"{r['name']:60} {r['effective_tokens_per_s']:>10} {r['peak_reserved_gib']:>9} {r['peak_allocated_gib']:>7} {r['mfu_effective']!s:>6} "
+        print(f"{r['name']:60} {r['effective_tokens_per_s']:>10} {r['peak_reserved_gib']:>9} "
+              f"{r['peak_allocated_gib']:>7} {r['mfu_effective']!s:>6} "
               f"{r.get('speedup_vs_baseline', 1.0):>7} {r.get('bit_identical_rerun', '')}")
 
 

@@ -3,8 +3,8 @@ paths made absolute (they are relative to the source recipe), written where the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def write_variant(src_path: Path, out_path: Path, edit: Callable[[dict], None]) -> Path:

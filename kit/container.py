@@ -18,6 +18,8 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors", "tokenizers",
+             "huggingface-hub", "numpy")
 IMAGE_JSON = Path("/etc/kwanzaa-kit/image.json")
 IMAGE_JSON_ENV = "KWANZAA_KIT_IMAGE_JSON"  # tests point this at a fake image.json
 LOCK_KINDS = ("cpu", "cuda")
@@ -25,6 +27,19 @@ LOCK_KINDS = ("cpu", "cuda")
 # with its requirements/ lies next to the package.
 REQUIREMENTS_DIR = Path(__file__).resolve().parent.parent / "requirements"
 _PINNED_REFERENCE = re.compile(r"^(?P<name>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python, the kit and every library whose version can change a result."""
+    from kit import __version__
+
+    out = {"python": platform.python_version(), "kwanzaa-kit": __version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def image_fingerprint() -> dict | None:

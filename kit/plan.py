@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-GiB = 1024 ** 3
+from kit.hardware import DENSE_BF16_TFLOPS, H100_TFLOPS, GiB
+
 MARGIN = 0.10           # keep 10% of the free memory for fragmentation and other processes
 CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measured: 0.75-0.86 GiB)
 
@@ -39,11 +40,11 @@ ACTIVATION_FIT = {
 # (2026-11-29; the same dense bf16 peak, 989 TFLOP/s), scaled to other GPUs by their dense bf16 peak
 # (an estimate: only these two are measured). A GPU not in the table gets no time estimate.
 H100_TOKENS_PER_S = {"lora": 3221.0, "qlora": 2788.6}
-DENSE_BF16_TFLOPS = {"H100 80GB HBM3": 989, "H100 SXM": 989, "H100 PCIe": 756, "H100 NVL": 835, "H200": 989,
-                     "A100-SXM4-80GB": 312, "A100-SXM4-40GB": 312, "A100 80GB PCIe": 312, "A100-PCIE-40GB": 312,
-                     "L40S": 362, "L4": 121, "A10G": 70, "A10": 125, "RTX 4090": 165, "RTX 3090": 71,
-                     "RTX A6000": 155, "RTX 6000 Ada": 364}
-H100_TFLOPS = 989
+# transformers' default OlmoConfig, which is OLMo-7B (a test checks it against transformers); here
+# so that planning needs no transformers import
+OLMO_7B = {"vocab_size": 50304, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+           "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 2048,
+           "tie_word_embeddings": False}
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,8 @@ class Architecture:
     kv_heads: int
 
     @classmethod
-    def from_config(cls, config: dict | None) -> "Architecture":
-        from kit.olmo_config import olmo_defaults
-
-        c = {**olmo_defaults(), **(config or {})}
+    def from_config(cls, config: dict | None) -> Architecture:
+        c = {**OLMO_7B, **(config or {})}
         return cls(c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"], c["vocab_size"],
                    c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"])
 
@@ -102,15 +101,6 @@ class Decision:
     gpu_memory_gib: float | None
 
 
-def micro_batch_tokens(training, seq_len: int) -> int:
-    """The most tokens one micro-batch can hold: token_budget and packed batching cap it at
-    training.micro_batch_tokens (default one full-length row; a longer row still travels alone),
-    whatever micro_batch_size (then a cap on rows) says."""
-    if training.batching in ("token_budget", "packed"):
-        return max(seq_len, training.micro_batch_tokens or seq_len)
-    return seq_len * training.micro_batch_size
-
-
 def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) -> Estimate:
     """Peak memory of `recipe` trained with `strategy`, with the recipe's own optimizer (training
     never swaps it, so neither does the estimate)."""
@@ -132,7 +122,7 @@ def estimate(recipe, strategy: str, seq_len: int, gpu_memory_gib: float | None) 
         "gradients_fp32": n_lora * 4 / GiB,
         # paged 8-bit states live in CUDA managed memory, outside torch's reserved pool
         "optimizer_states": n_lora * optimizer_bytes / GiB,
-        "activations": fit["const_gib"] + fit["per_token_gib"] * micro_batch_tokens(t, seq_len),
+        "activations": fit["const_gib"] + fit["per_token_gib"] * t.token_budget(seq_len),
     }
     peak = sum(components.values())
     device = peak + CUDA_CONTEXT_GIB + (n_lora * 2 / GiB if t.optimizer == "paged_adamw_8bit" else 0)

@@ -1,33 +1,41 @@
 """Recipes: the whole truth of a run, validated on load.
 
 A recipe is a YAML file that mirrors the `Recipe` model below one to one. Nothing that changes a
-run's result may come from anywhere else: every default is written into the resolved recipe that
-is saved (and hashed) with the run, except fields added after references were published, which are
-left out while they hold their default (OMITTED_AT_DEFAULT: their absence means that default). Unknown keys, wrong types and missing fields are refused with
-the file, the line and the key.
+run's result may come from anywhere else: every field, defaults included, is written into the
+resolved recipe that is saved (and hashed) with the run (schema RECIPE_SCHEMA). Unknown keys,
+duplicate keys, YAML aliases, wrong types, out-of-range or non-finite numbers and missing fields
+are refused with the file, the line and the key, before anything is written.
 
 Relative paths in a recipe (data, local model dirs) are relative to the recipe file's folder.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kit import io
 from kit.errors import RecipeError
 
+# OlmoConfig sizes that must be positive integers (and the largest any real model uses, x4)
+POSITIVE_CONFIG_INTS = {"vocab_size": 1 << 20, "hidden_size": 65536, "intermediate_size": 262144,
+                        "num_hidden_layers": 1024, "num_attention_heads": 1024, "num_key_value_heads": 1024,
+                        "max_position_embeddings": 1 << 20}
 SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+RECIPE_SCHEMA = "kwanzaa-kit.recipe.v2"
+MAX_RECIPE_BYTES = 256 * 1024  # a recipe is a page of YAML; anything bigger is not one
+MAX_SEED = 2**32 - 1  # numpy's seed range, the narrowest of the generators the kit seeds
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelSource(_Strict):
@@ -46,7 +54,7 @@ class ModelSource(_Strict):
     revision: str | None = None
     path: str | None = None
     config: dict[str, int | float | bool | None] | None = None
-    init_seed: int = 0
+    init_seed: int = Field(0, ge=0, le=MAX_SEED)
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     files_sha256: dict[str, str] = Field(default_factory=dict)
 
@@ -58,7 +66,7 @@ class ModelSource(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _source_fields(self) -> "ModelSource":
+    def _source_fields(self) -> ModelSource:
         if self.source == "hub":
             if not self.id:
                 raise ValueError("source 'hub' needs `id` (e.g. allenai/OLMo-7B-Instruct-hf)")
@@ -68,6 +76,11 @@ class ModelSource(_Strict):
             raise ValueError("source 'local' needs `path` (a folder with config.json and *.safetensors)")
         if self.source == "random" and self.config is None:
             raise ValueError("source 'random' needs `config` (OlmoConfig fields)")
+        for key, value in (self.config or {}).items():
+            if key in POSITIVE_CONFIG_INTS and (not isinstance(value, int) or isinstance(value, bool)
+                                                or not 1 <= value <= POSITIVE_CONFIG_INTS[key]):
+                raise ValueError(f"config.{key} must be an integer from 1 to {POSITIVE_CONFIG_INTS[key]}, "
+                                 f"not {value!r}")
         for name, digest in self.files_sha256.items():
             if not _SHA256.match(digest):
                 raise ValueError(f"files_sha256[{name!r}] is not a 64-hex sha256")
@@ -90,9 +103,9 @@ class DataSpec(_Strict):
     train_sha256: str
     eval: str
     eval_sha256: str
-    max_train_rows: int | None = None
-    max_eval_rows: int | None = None
-    max_seq_len: int = Field(2048, ge=16)
+    max_train_rows: int | None = Field(None, ge=1)
+    max_eval_rows: int | None = Field(None, ge=1)
+    max_seq_len: int = Field(2048, ge=16, le=131072)
 
 
 class Quantization(_Strict):
@@ -103,23 +116,23 @@ class Quantization(_Strict):
 
 class AdapterSpec(_Strict):
     method: Literal["lora", "qlora", "auto"]
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
+    r: int = Field(16, ge=1, le=1024)
+    alpha: int = Field(32, ge=1, le=65536)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: list(SEVEN_PROJECTIONS), min_length=1)
     quantization: Quantization = Quantization()
 
 
 class TrainingSpec(_Strict):
-    epochs: int = Field(2, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    learning_rate: float = Field(2e-4, gt=0)
+    epochs: int = Field(2, ge=1, le=1000)
+    max_steps: int | None = Field(None, ge=1, le=10**7)
+    learning_rate: float = Field(2e-4, gt=0, le=10)
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, le=1)
-    micro_batch_size: int = Field(1, ge=1)
-    grad_accum_steps: int = Field(16, ge=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    micro_batch_size: int = Field(1, ge=1, le=4096)
+    grad_accum_steps: int = Field(16, ge=1, le=4096)
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6)
+    weight_decay: float = Field(0.0, ge=0, le=10)
     # adamw_torch_fused: the same AdamW in one fused kernel per step (CUDA and CPU); its rounding
     # differs from adamw_torch's in the last bits, so it is a different recipe, not a speed switch
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_8bit"] = "adamw_torch"
@@ -130,8 +143,8 @@ class TrainingSpec(_Strict):
     # the most tokens in one micro-batch for token_budget and packed batching; null = data.max_seq_len
     # (one full-length row, so no more activation memory than batch 1). More tokens per micro-batch
     # means fewer micro-batches per step: the lever on a host-bound step (QLoRA), paid in memory
-    micro_batch_tokens: int | None = Field(None, ge=16)
-    checkpoint_every_steps: int = Field(0, ge=0)
+    micro_batch_tokens: int | None = Field(None, ge=16, le=1048576)
+    checkpoint_every_steps: int = Field(0, ge=0, le=10**7)
 
     @field_validator("micro_batch_tokens")
     @classmethod
@@ -143,10 +156,21 @@ class TrainingSpec(_Strict):
                              f"set batching: packed")
         return v
 
+    def rows_per_step(self) -> int:
+        return self.micro_batch_size * self.grad_accum_steps
+
+    def token_budget(self, seq_len: int) -> int:
+        """The most tokens one micro-batch holds: token_budget and packed batching cap it at
+        micro_batch_tokens (default one full row of seq_len; a longer row still travels alone);
+        padded and length_grouped hold micro_batch_size rows of up to seq_len tokens."""
+        if self.batching in ("token_budget", "packed"):
+            return max(seq_len, self.micro_batch_tokens or seq_len)
+        return seq_len * self.micro_batch_size
+
 
 class EvaluationSpec(_Strict):
-    max_new_tokens: int = Field(800, ge=1)
-    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(800, ge=1, le=32768)
+    batch_size: int = Field(8, ge=1, le=4096)
     decoding: Literal["greedy"] = "greedy"
     # transformers' KV cache for generation: "static" preallocates it, and on a GPU generate()
     # then compiles the decoding step (torch.compile); "dynamic" grows it, eagerly
@@ -160,7 +184,7 @@ class EvaluationSpec(_Strict):
 
 class DeterminismSpec(_Strict):
     deterministic_algorithms: bool = True
-    cpu_threads: int = Field(2, ge=1)
+    cpu_threads: int = Field(2, ge=1, le=1024)
     # deterministic mode also fills every new tensor with NaN (one extra kernel per allocation,
     # about half of a 7B LoRA step's launches, measured); the kit's kernels write before they
     # read, so off by default; reruns stay bit-identical (tests; benchmarks/README.md)
@@ -170,7 +194,7 @@ class DeterminismSpec(_Strict):
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     description: str = ""
-    seed: int
+    seed: int = Field(ge=0, le=MAX_SEED)
     model: ModelSource
     tokenizer: TokenizerSource
     data: DataSpec
@@ -178,11 +202,6 @@ class Recipe(_Strict):
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     determinism: DeterminismSpec = DeterminismSpec()
-
-
-# (section, key, default) of fields added after references were published: left out of the
-# resolved recipe while they hold their default
-OMITTED_AT_DEFAULT = (("training", "micro_batch_tokens", None), ("evaluation", "merge_adapter", False))
 
 
 class LoadedRecipe:
@@ -197,33 +216,36 @@ class LoadedRecipe:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def resolved_dict(self) -> dict[str, Any]:
-        """The whole truth of the run, every default written out, except the fields added after
-        references were published (OMITTED_AT_DEFAULT) while they hold their default: their absence
-        means that default, and the recipes that do not use them keep their published sha256."""
-        resolved = self.recipe.model_dump(mode="json")
-        for section, key, default in OMITTED_AT_DEFAULT:
-            if resolved[section][key] == default:
-                del resolved[section][key]
-        return resolved
+        """The whole truth of the run: every field of the recipe, defaults written out."""
+        return resolved_dict(self.recipe)
 
     def sha256(self) -> str:
-        return sha256_of_resolved(self.resolved_dict())
+        return io.sha256_json(self.resolved_dict())
 
 
-def sha256_of_resolved(resolved: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(resolved)).hexdigest()
+def resolved_dict(recipe: Recipe) -> dict[str, Any]:
+    return {"schema": RECIPE_SCHEMA, **recipe.model_dump(mode="json")}
 
 
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def from_resolved(resolved: Any, where: str) -> Recipe:
+    """The Recipe of a run's recipe.json (the resolved recipe); refused when it is not one."""
+    if not isinstance(resolved, dict) or resolved.get("schema") != RECIPE_SCHEMA:
+        found = resolved.get("schema") if isinstance(resolved, dict) else None
+        raise RecipeError(f"recipe.json has schema {found!r}, not {RECIPE_SCHEMA!r}", where=where,
+                          fix="this run was made by another kit version: train it again with this one")
+    try:
+        return Recipe.model_validate({k: v for k, v in resolved.items() if k != "schema"}, strict=False)
+    except ValidationError as e:
+        raise _recipe_error(e, Path(where), {}) from None
 
 
 def load_recipe(path: str | Path) -> LoadedRecipe:
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError("recipe file not found", where=str(path),
-                          fix="pass an existing YAML file, e.g. --recipe recipes/tiny.yaml")
-    text = path.read_text("utf-8")
+    fix = "pass an existing YAML file, e.g. --recipe recipes/tiny.yaml"
+    if path.is_file() and path.stat().st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe file is {path.stat().st_size} bytes, more than a recipe's {MAX_RECIPE_BYTES}",
+                          where=str(path), fix=fix)
+    text = io.read_text(path, RecipeError, "recipe file", fix)
     raw, lines = _parse_yaml(text, path)
     try:
         return LoadedRecipe(Recipe.model_validate(raw), path)
@@ -244,37 +266,64 @@ def with_overrides(loaded: LoadedRecipe, **sections: dict[str, Any]) -> LoadedRe
 
 
 def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
+    """The YAML mapping and the line of every key. Parsed once into nodes, refusing what a recipe
+    never needs and an attacker would use: aliases (an alias bomb expands a few hundred bytes into
+    billions of nodes), duplicate keys (which one wins depends on the parser), tags."""
     import yaml
 
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise RecipeError(f"malformed YAML: {problem}", where=where,
-                          fix="check the indentation and quoting on that line") from None
-    if not isinstance(raw, dict):
+        fix = ("write the values out in full" if "aliases" in problem
+               else "check the indentation and quoting on that line")
+        raise RecipeError(f"malformed YAML: {problem}", where=where, fix=fix) from None
+    if not isinstance(node, yaml.MappingNode):
         raise RecipeError("a recipe must be a YAML mapping of sections", where=str(path),
                           fix="start from recipes/tiny.yaml")
     lines: dict[tuple, int] = {}
-    _index_lines(node, (), lines)
+    _index_lines(node, (), lines, path)
+    try:
+        raw = _NoAliasLoader(text).construct_document(node)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as e:
+        raise RecipeError(f"malformed YAML: {str(e).splitlines()[0]}", where=str(path),
+                          fix="use plain YAML scalars, lists and mappings") from None
     return raw, lines
 
 
-def _index_lines(node, prefix: tuple, out: dict[tuple, int]) -> None:
+class _NoAliasLoader(__import__("yaml").SafeLoader):
+    """SafeLoader that refuses anchors and aliases (see _parse_yaml)."""
+
+    def compose_node(self, parent, index):
+        import yaml
+
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(None, None, "YAML anchors and aliases are not allowed in a recipe",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _index_lines(node, prefix: tuple, out: dict[tuple, int], path: Path, depth: int = 0) -> None:
     import yaml
 
+    if depth > 16:
+        raise RecipeError("the YAML is nested deeper than any recipe", where=f"{path}:{node.start_mark.line + 1}",
+                          fix="start from recipes/tiny.yaml")
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = prefix + (key_node.value,)
+            if key in out:
+                raise RecipeError(f"duplicate key `{'.'.join(map(str, key))}` (first on line {out[key]})",
+                                  where=f"{path}:{key_node.start_mark.line + 1}", fix="keep one of the two")
             out[key] = key_node.start_mark.line + 1
-            _index_lines(value_node, key, out)
+            _index_lines(value_node, key, out, path, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             out[prefix + (i,)] = item.start_mark.line + 1
-            _index_lines(item, prefix + (i,), out)
+            _index_lines(item, prefix + (i,), out, path, depth + 1)
 
 
 def _recipe_error(e: ValidationError, path: Path, lines: dict[tuple, int]) -> RecipeError:

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from kit import reference, report, rundir
+from kit import io
 from kit.recipe import load_recipe
+from kit.report.scrub import scrub
+from kit.verify import reference
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,14 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     command = "python scripts/make_references.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     # published in the repository: no home path, user or host name, token (kit.report.scrub)
-    ref = report.scrub(reference.build(results, own_seed, recipe_arg, command, runs))
+    ref = scrub(reference.build(results, own_seed, recipe_arg, command, runs))
     ref["created"]["seconds"] = round(time.time() - began, 1)
     out = args.out or REPO / "references" / ref["recipe"]["name"]
     if out.suffix != ".json":
         out = out / f"{ref['hardware_class_slug']}.json"
-    rundir.atomic_write_json(out, ref)
+    io.atomic_write_json(out, ref)
     sums = out.with_name(out.stem + ".checksums.sha256")
-    rundir.atomic_write_text(sums, reference.checksums_text(ref["outputs"]["adapter_files"]))
+    io.atomic_write_text(sums, reference.checksums_text(ref["outputs"]["adapter_files"]))
     b = ref["bands"]
     print(f"wrote {out} and {sums.name}: {len(seeds)} seeds, adapter {ref['outputs']['adapter_sha256'][:16]}..., "
           f"eval loss {ref['results']['eval_loss']:.6f} band [{b['eval_loss']['low']:.6f}, {b['eval_loss']['high']:.6f}]; "

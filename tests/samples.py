@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from kit import reference
+from kit.verify import reference
 
 SHA = {k: c * 64 for k, c in (("recipe", "1"), ("dataset", "2"), ("tokenizer", "3"), ("base_model", "4"))}
 HARDWARE = {"device_type": "cpu", "device_name": "AMD EPYC", "compute_capability": None, "world_size": 1,

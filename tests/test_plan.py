@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from kit import plan
 from kit.cli import cli
-from kit.qualify import random_variant
 from kit.recipe import load_recipe, with_overrides
+from kit.train.qualify import random_variant
 
 REPO = Path(__file__).resolve().parents[1]
 QLORA = REPO / "recipes/kwanzaa-olmo7b-qlora.yaml"
@@ -27,10 +27,9 @@ def test_olmo7b_and_its_adapter_have_the_measured_parameter_counts():
 def test_olmo_defaults_match_transformers():
     from transformers import OlmoConfig
 
-    from kit.olmo_config import olmo_defaults
 
     config = OlmoConfig().to_dict()
-    for key, value in olmo_defaults().items():
+    for key, value in plan.OLMO_7B.items():
         assert config[key] == value, key
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import TINY
+
 from kit.cli import cli
 from kit.recipe import load_recipe
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from kit.cli.output import console, emit, json_option, say, table
-from kit.databuild import DATA_DIR as SHIPPED
+from kit.data.build import DATA_DIR as SHIPPED
 from kit.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, DataError
 
 
@@ -30,7 +30,7 @@ def check(paths: tuple[Path, ...], max_seq_len: int, as_json: bool, markdown: bo
 
     Every bad row is reported as FILE:LINE: REASON and the command exits 2.
     """
-    from kit import datacheck
+    from kit.data import check as datacheck
 
     paths = list(paths) or [SHIPPED / "train.jsonl", SHIPPED / "eval.jsonl"]
     for path in paths:
@@ -55,7 +55,7 @@ def check(paths: tuple[Path, ...], max_seq_len: int, as_json: bool, markdown: bo
 
 
 def _render_check(report: dict) -> None:
-    from kit import datacheck
+    from kit.data import check as datacheck
 
     out = console()
     files = report["files"]
@@ -82,7 +82,7 @@ def build(src: Path, out: Path, check_only: bool) -> None:
     """Render the chat JSONL from the YAML sources (deterministic: same YAML, same bytes)."""
     import hashlib
 
-    from kit import databuild
+    from kit.data import build as databuild
 
     texts = databuild.build(src)
     if check_only:

@@ -6,7 +6,6 @@ and `--fail-under-targets` makes a missed (or unmeasurable) target exit 1.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -40,18 +39,19 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
     if responses or data:
         if not (responses and data):
             raise KitError("--responses and --data go together", fix="pass both files, or only RUN_DIR")
-        from kit.metrics import score_files
+        from kit.evaluate.score import score_files
 
         result = score_files(data, responses)
     elif run_dir:
-        from kit.evaluate import evaluate_run
+        from kit.evaluate.runner import evaluate_run
 
         result = evaluate_run(run_dir, base_only=base_only, on_batch=None if as_json else generation_progress())
     else:
         raise KitError("nothing to score", fix="pass RUN_DIR, or --responses R.jsonl --data EVAL.jsonl")
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        from kit import io
+
+        io.atomic_write_json(output, result)
     emit(result, as_json, lambda r: _render(r, worst, output))
     if fail_under_targets and not result["verdict"]["meets_targets"]:
         click.get_current_context().exit(EXIT_CHECK_FAILED)
@@ -65,10 +65,10 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
 @json_option
 def compare_command(a: Path, b: Path, label_a: str, label_b: str, as_json: bool) -> None:
     """Compare two scorings (metrics JSON files or run dirs holding eval/metrics.json)."""
-    from kit import metrics
+    from kit.evaluate import compare
 
     result = {"labels": {"a": label_a, "b": label_b}, "paths": {"a": str(a), "b": str(b)},
-              "metrics": metrics.compare(metrics.read_metrics(a), metrics.read_metrics(b))}
+              "metrics": compare.compare(compare.read_metrics(a), compare.read_metrics(b))}
     emit(result, as_json, _render_compare)
 
 

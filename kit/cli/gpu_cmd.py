@@ -41,7 +41,8 @@ def _render_doctor(m: dict) -> None:
 @click.option("--gpu-memory", type=click.FloatRange(min=0.5), default=None,
               help="Plan for a card with this much free memory (GiB) instead of the detected one.")
 @click.option("--gpu-name", default=None, help="Name of that card, for the time estimate (e.g. 'RTX 4090').")
-@click.option("--seq-len", type=click.IntRange(min=16), default=None, help="Tokens per sequence (default: the recipe's max_seq_len).")
+@click.option("--seq-len", type=click.IntRange(min=16), default=None,
+              help="Tokens per sequence (default: the recipe's max_seq_len).")
 @json_option
 def plan_(recipe, gpu_memory, gpu_name, seq_len, as_json):
     """Estimated peak GPU memory of bf16 LoRA and 4-bit QLoRA, the choice and why, and the time."""
@@ -75,9 +76,10 @@ def _recipe_tokens(loaded) -> tuple[int | None, int | None]:
     from kit.errors import KitError
 
     try:
-        from kit import data, tokenizer
+        from kit.data import rows as data
+        from kit.data.tokenizer import load_default_tokenizer
 
-        tok = tokenizer.load_default_tokenizer()
+        tok = load_default_tokenizer()
         rows = data.encode_file(tok, loaded.resolve(loaded.recipe.data.train), 10**9, loaded.recipe.data.max_train_rows)
     except KitError:
         return None, None
@@ -114,15 +116,16 @@ def _render_plan(p: dict) -> None:
 @json_option
 def qualify(recipe, strategies, seq_lens, steps, warmup, output, as_json):
     """Run the recipe's architecture with random weights for a few steps: memory, speed, ETA."""
-    from kit import qualify as q
+    from kit.io import atomic_write_json
     from kit.recipe import load_recipe
-    from kit.rundir import atomic_write_json
+    from kit.train import qualify as q
 
     loaded = load_recipe(recipe)
     try:
         lens = [int(x) for x in seq_lens.split(",") if x.strip()]
     except ValueError:
-        raise click.BadParameter(f"{seq_lens!r} is not a comma-separated list of integers", param_hint="--seq-lens")
+        raise click.BadParameter(f"{seq_lens!r} is not a comma-separated list of integers",
+                                 param_hint="--seq-lens") from None
     chosen = ["lora", "qlora"] if strategies == "both" else [strategies]
     total_tokens, _ = _recipe_tokens(loaded)
 

@@ -16,7 +16,7 @@ from kit.cli.output import console, emit, json_option
 @json_option
 def pin(recipe, revision, write_back, as_json):
     """Look up the commit sha and weight hashes of RECIPE's hub model (needs the hub once)."""
-    from kit import pin as pinning
+    from kit.model import pin as pinning
 
     result = pinning.pin(recipe, revision, write_back)
     emit(result, as_json, lambda r: _render(r, recipe, write_back))

@@ -26,7 +26,8 @@ DEFAULT_RECIPE = "recipes/tiny.yaml"
 @json_option
 def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
-    from kit import distributed, runner
+    from kit.train import distributed, runner
+    from kit.train.loop import Interrupted
 
     if resume_dir and (recipe or output):
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
@@ -41,8 +42,6 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_jso
     if not distributed.is_worker():
         say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
     progress = _progress(as_json or distributed.is_worker())
-    from kit.train import Interrupted
-
     try:
         manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
     except Interrupted as e:
@@ -55,8 +54,9 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_jso
 
 def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json) -> None:
     """Check the recipe and the folder here, then train in nproc processes and report."""
-    from kit import distributed, runner, rundir
+    from kit import rundir
     from kit.recipe import load_recipe
+    from kit.train import distributed, runner
 
     if not resume_dir:
         load_recipe(recipe)

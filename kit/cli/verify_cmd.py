@@ -31,19 +31,20 @@ def verify_command(run_dir, reference_file, allow_input_change, artifact, checks
     kit verify RUN_DIR --reference FILE         against another reference
     kit verify --artifact DIR --checksums FILE  a published adapter folder against published sha256s
     """
-    from kit import verify
+    from kit.verify import artifact as artifacts
+    from kit.verify import judge
 
     if artifact:
         if run_dir or reference_file or allow_input_change:
             raise click.UsageError("--artifact goes alone (with --checksums), not with RUN_DIR or --reference")
-        result = verify.verify_artifact(artifact, checksums)
+        result = artifacts.verify_artifact(artifact, checksums)
         emit(result, as_json, _render_artifact)
         click.get_current_context().exit(EXIT_OK if result["ok"] else EXIT_CHECK_FAILED)
     if not run_dir:
         raise click.UsageError("pass RUN_DIR (or --artifact DIR)")
     if checksums:
         raise click.UsageError("--checksums goes with --artifact")
-    result = verify.verify_run(run_dir, reference_file, allow_input_change)
+    result = judge.verify_run(run_dir, reference_file, allow_input_change)
     emit(result, as_json, _render_verdict)
     click.get_current_context().exit(result["exit_code"])
 
@@ -61,7 +62,7 @@ def report_command(run_dir, reference_file, output, repo_id, dry_run, as_json):
     The token comes from HF_TOKEN or `hf auth login`, never from the command line. Nothing private
     is written: home paths, user and host names and tokens are scrubbed from every file.
     """
-    from kit import report
+    from kit.report import build as report
 
     if dry_run and not repo_id:
         raise click.UsageError("--dry-run goes with --upload REPO_ID")
@@ -69,18 +70,14 @@ def report_command(run_dir, reference_file, output, repo_id, dry_run, as_json):
     files = report.write(rep, output or Path(run_dir) / "report")
     result = {"verdict": rep["verdict"], "files": [str(f) for f in files]}
     if repo_id:
-        result["upload"] = _send(report, files, repo_id, rep, dry_run, output or Path(run_dir) / "report")
+        result["upload"] = _send(files, repo_id, rep, dry_run, output or Path(run_dir) / "report")
     emit(result, as_json, _render_report)
 
 
-def _send(report, files, repo_id, rep, dry_run, out_dir) -> dict:
-    plan = report.upload_plan(files, repo_id, rep)
-    if dry_run:
-        return {"dry_run": True, "sent": False, **plan}
-    if report.is_offline():
-        return {"sent": False, "reason": "HF_HUB_OFFLINE is set", **plan, **report.write_bundle(plan, out_dir)}
-    sent = report.upload(plan)
-    return {**plan, **sent, **({} if sent["sent"] else report.write_bundle(plan, out_dir))}
+def _send(files, repo_id, rep, dry_run, out_dir) -> dict:
+    from kit.report import upload
+
+    return upload.send(files, repo_id, rep, dry_run, out_dir)
 
 
 @click.command("reproduce")
@@ -89,35 +86,26 @@ def _send(report, files, repo_id, rep, dry_run, out_dir) -> dict:
 @json_option
 def reproduce_command(recipe, output, as_json):
     """Train, evaluate, verify and report one recipe; exits with verify's code."""
-    from kit import report, runner, verify
-    from kit.evaluate import evaluate_run
-    from kit.reference import references_dir
+    from kit import pipeline
+    from kit.train.loop import Interrupted
 
     recipe = _shipped(recipe)
     output = output or _next_run_dir(recipe)
-    say(f"[bold][1/4] train[/] {recipe} -> {output}")
-    from kit.train import Interrupted
-
     try:
-        runner.train_run(recipe, output, on_step=None if as_json else _step_line)
+        result = pipeline.reproduce(recipe, output, on_stage=_stage_line(),
+                                    on_step=None if as_json else _step_line,
+                                    on_batch=None if as_json else generation_progress())
     except Interrupted as e:
         say(f"[yellow]interrupted[/] after step {e.step}; continue with: kit train --resume {output}, "
             f"then kit eval {output} && kit verify {output}")
         raise SystemExit(128 + e.signum) from None
-    say("[bold][2/4] evaluate[/] (greedy generation on the eval set, then scoring)")
-    evaluate_run(output, on_batch=None if as_json else generation_progress())
-    say(f"[bold][3/4] verify[/] against {references_dir()}")
-    try:
-        result = verify.verify_run(output)
-    except click.ClickException:  # no reference, or other inputs: still leave a report behind
-        files = report.write(report.build(output), output / "report")
-        say(f"[bold][4/4] report[/] -> {files[1]}")
-        raise
-    files = report.write(report.build(output, verification=result), output / "report")
-    say(f"[bold][4/4] report[/] -> {files[1]}")
-    emit({"run_dir": str(output), "verification": result, "report_files": [str(f) for f in files]}, as_json,
-         lambda r: _render_verdict(r["verification"]))
-    click.get_current_context().exit(result["exit_code"])
+    emit(result, as_json, lambda r: _render_verdict(r["verification"]))
+    click.get_current_context().exit(result["verification"]["exit_code"])
+
+
+def _stage_line():
+    stages = ("train", "evaluate", "verify", "report")
+    return lambda stage, detail: say(f"[bold][{stages.index(stage) + 1}/4] {stage}[/] {detail}")
 
 
 def _shipped(recipe: Path) -> Path:

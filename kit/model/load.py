@@ -1,0 +1,82 @@
+"""Loading the base model (bf16/fp32 or 4-bit) and wrapping it with a fresh, seeded LoRA adapter;
+the loss of one micro-batch. Secure by default: safetensors only, no remote code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit.data.batches import PackedBatch
+from kit.errors import ModelSourceError
+
+
+def quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def load_base(path: Path, recipe, method: str, device: str):
+    """The base model as the recipe trains it: bf16/fp32 for lora, nf4 (+ double quant) for qlora;
+    safetensors only, no remote code. Used by training and by evaluation alike."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": getattr(torch, recipe.model.dtype), "use_safetensors": True, "trust_remote_code": False}
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        q = recipe.adapter.quantization
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant_type, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
+    if device.startswith("cuda"):
+        kwargs["device_map"] = {"": torch.device(device).index or 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ModelSourceError(f"cannot load the base model: {str(e).splitlines()[0]}", where=str(path),
+                               fix="check that the safetensors files are complete (re-download if not)") from None
+    if not device.startswith("cuda"):  # on CUDA, device_map already placed it
+        model.to(device)
+    return model
+
+
+def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
+    """The base model with a fresh, seeded LoRA adapter on it.
+
+    QLoRA is prepared as LoRA is: frozen, non-reentrant checkpointing, and the weights that are not
+    quantized (embeddings, lm_head) kept in the recipe's model.dtype. peft's
+    prepare_model_for_kbit_training would upcast those to fp32; OLMo's layer norms have no weights, so
+    all that upcast does is make the residual stream and attention fp32 and add 0.8 GiB. Kept bf16,
+    `kit qualify` measured 6.46 GiB instead of 8.57 at seq 2048 (H200 vs H100, benchmarks/README.md),
+    and packed QLoRA became faster than one row per micro-batch. Evaluation loads the same bf16 weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    adapter, gc = recipe.adapter, recipe.training.gradient_checkpointing
+    model = load_base(path, recipe, method, device)
+    model.config.use_cache = False
+    model.requires_grad_(False)
+    if gc:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    torch.manual_seed(seed)  # the LoRA init must be seeded, and seeded here
+    config = LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                        target_modules=sorted(adapter.target_modules), task_type="CAUSAL_LM", bias="none")
+    model = get_peft_model(model, config)
+    if not device.startswith("cuda"):
+        model.to(device)  # the new adapter weights
+    return model
+
+
+def forward_loss(model, batch, num_items: int, device: str):
+    """Sum of the batch's token losses divided by `num_items` (the label tokens of the whole step)."""
+    import torch
+
+    if isinstance(batch, PackedBatch):
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep).logits
+        # what transformers' causal-LM loss computes, on positions already matched to their labels
+        return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum") / num_items
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                 labels=batch.labels, logits_to_keep=batch.keep,
+                 num_items_in_batch=torch.tensor(num_items, device=device)).loss

@@ -1,0 +1,262 @@
+"""One training run, from a recipe file to a complete run directory with its manifest.
+
+recipe -> plan (device + strategy) -> data -> model -> train -> fingerprint (manifest).
+A failed run keeps its log (logs/kit.log, with the traceback) and a manifest whose status says
+why; an interrupted one keeps its last checkpoint and resumes with `kit train --resume`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit import container, determinism, fingerprint, hardware, io, plan, rundir
+from kit.data import rows as data
+from kit.data.tokenizer import load_checked_tokenizer
+from kit.errors import RecipeError, ResourceError, RunDirError
+from kit.model import card, load, source
+from kit.recipe import LoadedRecipe, from_resolved, load_recipe, with_overrides
+from kit.train import distributed
+from kit.train.loop import Interrupted, run_loop
+from kit.train.speed import speed_summary
+
+log = logging.getLogger("kit")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The training strategy and why: from the recipe, the planner, or the user's --strategy."""
+
+    strategy: str
+    reason: str
+    source: str  # recipe | planner | user
+
+
+def choose_strategy(loaded: LoadedRecipe, device: str, override: str | None) -> Choice:
+    method = loaded.recipe.adapter.method
+    if override:
+        return Choice(override, f"--strategy {override} given on the command line", "user")
+    if method != "auto":
+        return Choice(method, f"the recipe sets adapter.method: {method}", "recipe")
+    if not device.startswith("cuda"):
+        return Choice("lora", "no GPU: LoRA on the CPU (QLoRA is only worth it to save GPU memory)", "planner")
+    decision = plan.decide(loaded.recipe, hardware.detect().free_gib)
+    return Choice(decision.strategy, decision.reason, "planner")
+
+
+def prepare_run_dir(output: Path, resume: bool, create: bool = True) -> None:
+    """Check the output folder (empty, or a run to resume); create it unless create=False."""
+    manifest = output / rundir.MANIFEST
+    if resume:
+        if not (output / rundir.RECIPE).is_file() or not (output / rundir.LOCAL).is_file():
+            raise RunDirError("nothing to resume: no recipe.json in the folder", where=str(output),
+                              fix="pass the run directory of an interrupted `kit train`")
+        if (rundir.read_json(output / rundir.MANIFEST) if (output / rundir.MANIFEST).is_file() else {}).get(
+                "status") == "complete":
+            raise RunDirError("the run is already complete", where=str(output), fix="nothing to resume")
+        return
+    if output.exists() and any(output.iterdir()):
+        status = rundir.read_json(manifest).get("status") if manifest.is_file() else None
+        fix = ("run `kit train --resume " + str(output) + "`" if status in ("interrupted", "failed", "running")
+               else "choose another --output, or delete the folder")
+        raise RunDirError(f"the output folder is not empty (status: {status or 'unknown'})", where=str(output), fix=fix)
+    if create:
+        output.mkdir(parents=True, exist_ok=True)
+
+
+def _setup_logging(run: Path, rank: int = 0) -> logging.Handler:
+    path = run / (rundir.LOG if rank == 0 else rundir.LOG.replace(".log", f".rank{rank}.log"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("kit")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+@dataclass
+class Inputs:
+    """Everything a run trains from, checked and fingerprinted before anything is written."""
+
+    loaded: LoadedRecipe  # with the concrete strategy written in
+    choice: Choice
+    switches: dict
+    tokenizer: object
+    tokenizer_fp: dict
+    train_path: Path
+    eval_path: Path
+    train_sha256: str
+    eval_sha256: str
+    rows: list
+    base_path: Path
+    base_fp: dict
+    allow_data_change: bool
+
+
+def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change: bool, dist,
+                  run_copy: Path | None = None) -> Inputs:
+    """Resolve, check and fingerprint every input; raise a KitError (exit 2) on bad input.
+    run_copy: a resumed run's folder, whose own copies of the data are used."""
+    recipe = loaded.recipe
+    switches = determinism.apply(recipe.seed, recipe.determinism)
+    choice = choose_strategy(loaded, dist.device, strategy)
+    loaded = with_overrides(loaded, adapter={"method": choice.strategy})
+    recipe = loaded.recipe
+    if dist.world > 1 and recipe.training.grad_accum_steps % dist.world:
+        raise RecipeError(f"grad_accum_steps {recipe.training.grad_accum_steps} is not divisible by {dist.world} "
+                          "processes", where=f"{loaded.path}: training.grad_accum_steps",
+                          fix="use a process count that divides it, so the effective batch stays the recipe's")
+    base_path = source.resolve_base_model(recipe.model, loaded.path.parent)
+    tok, tok_fp = load_checked_tokenizer(recipe.tokenizer, base_path)
+    d = recipe.data
+    train_path, eval_path = loaded.resolve(d.train), loaded.resolve(d.eval)
+    if run_copy is not None:
+        train_path, eval_path = run_copy / rundir.DATA / "train.jsonl", run_copy / rundir.DATA / "eval.jsonl"
+    train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
+    eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
+    rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)
+    base_fp = source.fingerprint_base_model(base_path, recipe.model)
+    return Inputs(loaded, choice, switches, tok, tok_fp, train_path, eval_path, train_sha, eval_sha, rows,
+                  base_path, base_fp, allow_data_change)
+
+
+def train_run(recipe_path: Path | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
+              resume: bool = False, on_step: Callable | None = None) -> dict:
+    """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {}).
+    Bad input is refused before the run directory is created."""
+    load.quiet_transformers()
+    if resume:
+        prepare_run_dir(output, resume=True)
+        recipe_json = output / rundir.RECIPE
+        local = rundir.read_json(output / rundir.LOCAL, ".local.json")
+        loaded = LoadedRecipe(from_resolved(rundir.read_json(recipe_json, "recipe.json"), str(recipe_json)),
+                              Path(local.get("recipe_path", recipe_json) if isinstance(local, dict) else recipe_json))
+        previous = rundir.read_json(output / rundir.MANIFEST)
+        allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
+    else:
+        loaded = load_recipe(recipe_path)
+        if not distributed.is_worker():
+            prepare_run_dir(output, resume=False, create=False)
+    dist = distributed.current()
+    inputs = gather_inputs(loaded, strategy, allow_data_change, dist, output if resume else None)
+    if resume and previous.get("plan"):  # the choice made when the run started still holds
+        inputs.choice = Choice(**previous["plan"])
+    if not resume and not distributed.is_worker():  # with several processes, the launcher made it
+        prepare_run_dir(output, resume=False)
+    handler = _setup_logging(output, dist.rank)
+    manifest: dict = {"schema": fingerprint.MANIFEST_SCHEMA, "status": "running"}
+    try:
+        manifest = _train(inputs, output, resume, on_step, dist)
+        return manifest
+    except BaseException as e:
+        manifest["status"] = "interrupted" if isinstance(e, Interrupted) else "failed"
+        manifest["error"] = f"{type(e).__name__}: {e}"
+        log.exception("run %s: %s", manifest["status"], e)
+        if dist.is_main:
+            io.atomic_write_json(output / rundir.MANIFEST, manifest)
+        raise
+    finally:
+        logging.getLogger("kit").removeHandler(handler)
+        handler.close()
+
+
+def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
+    recipe, choice = inp.loaded.recipe, inp.choice
+    log.info("strategy %s (%s); device %s x%d; determinism %s", choice.strategy, choice.reason, dist.device,
+             dist.world, inp.switches)
+    if not resume and dist.is_main:
+        for src, name in ((inp.train_path, "train.jsonl"), (inp.eval_path, "eval.jsonl")):
+            io.atomic_write_bytes(run / rundir.DATA / name, src.read_bytes())
+        io.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(inp.loaded.path.resolve())})
+        io.atomic_write_json(run / rundir.RECIPE, inp.loaded.resolved_dict())
+    manifest = _manifest(inp, dist)
+    if dist.is_main:
+        io.atomic_write_json(run / rundir.MANIFEST, manifest)
+    dist.barrier()
+
+    began = time.time()
+    peft_model = load.load_for_training(inp.base_path, recipe, choice.strategy, dist.device, recipe.seed)
+    trainable, n_params = peft_model.get_nb_trainable_parameters()  # counts 4-bit weights as unpacked
+    log.info("trainable parameters: %d", trainable)
+    try:
+        records = run_loop(peft_model, inp.rows, recipe, run, dist.device, inp.tokenizer.pad_token_id, dist, on_step)
+    except Exception as e:
+        if type(e).__name__ == "OutOfMemoryError":
+            raise out_of_memory(recipe, choice.strategy, run) from None
+        raise
+    if not dist.is_main:
+        dist.barrier()
+        return {}
+    adapter_dir = run / rundir.ADAPTER
+    peft_model.save_pretrained(adapter_dir, safe_serialization=True)
+    card.canonicalize_adapter_files(adapter_dir, source.public_name(recipe.model), recipe.name, inp.loaded.sha256(),
+                                     choice.strategy)
+    manifest["outputs"] = fingerprint.output_fingerprints(run)
+    manifest["summary"] = {"steps": len(records), "trainable_parameters": trainable,
+                           "final_loss": records[-1]["loss"] if records else None,
+                           "train_tokens": sum(r["tokens"] for r in records),
+                           "label_tokens": sum(r["label_tokens"] for r in records),
+                           "seconds": round(time.time() - began, 3),
+                           "speed": speed_summary(run, n_params, manifest["inputs"]["environment"]["hardware"])}
+    manifest["status"] = "complete"
+    io.atomic_write_json(run / rundir.MANIFEST, manifest)
+    log.info("run complete: adapter sha256 %s", manifest["outputs"]["adapter"]["sha256"])
+    dist.barrier()
+    return manifest
+
+
+def out_of_memory(recipe, strategy: str, run: Path):
+    """The GPU ran out of memory: say what was measured and what the planner advises. The effective
+    batch is never changed behind the user's back (no automatic halving)."""
+    import torch
+
+    peak = torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else 0.0
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
+    d = plan.decide(recipe, total)
+    other = "qlora" if strategy == "lora" else None
+    advice = (f"`kit train --strategy {other}` (planned ~{d.estimates[other]['device_gib']:.1f} GiB)" if other
+              else f"a shorter data.max_seq_len, or a card with more memory ({d.reason})")
+    return ResourceError(f"out of GPU memory after reserving {peak:.1f} GiB of {total or 0:.1f} GiB with {strategy} "
+                         f"(planned ~{d.estimates[strategy]['device_gib']:.1f} GiB); the batch was not changed",
+                         where=str(run / rundir.LOG), fix=f"run `kit plan`, then try {advice}; the run's log is kept")
+
+
+def _manifest(inp: Inputs, dist) -> dict:
+    recipe, choice = inp.loaded.recipe, inp.choice
+    hw = hardware.hardware_class(dist.device, dist.world, inp.switches["deterministic_algorithms"],
+                                          inp.switches["cpu_threads"])
+    return {
+        "schema": fingerprint.MANIFEST_SCHEMA,
+        "kit_version": container.library_versions()["kwanzaa-kit"],
+        "status": "running",
+        "recipe_name": recipe.name,
+        "plan": {"strategy": choice.strategy, "reason": choice.reason, "source": choice.source},
+        "determinism": inp.switches,
+        "inputs": {
+            "recipe": {"sha256": inp.loaded.sha256(), "file": rundir.RECIPE, "origin": _portable(inp.loaded.path)},
+            "dataset": {"train": {"file": inp.train_path.name, "sha256": inp.train_sha256, "rows": len(inp.rows)},
+                        "eval": {"file": inp.eval_path.name, "sha256": inp.eval_sha256},
+                        "allow_data_change": inp.allow_data_change,
+                        "sha256": _combine(inp.train_sha256, inp.eval_sha256)},
+            "tokenizer": inp.tokenizer_fp,
+            "base_model": {**inp.base_fp, "name": source.public_name(recipe.model)},
+            "environment": fingerprint.environment(hw),
+        },
+    }
+
+
+def _portable(path: Path) -> str:
+    """The recipe's path relative to the working folder (never a home path in a manifest)."""
+    try:
+        return os.path.relpath(path.resolve(), Path.cwd())
+    except ValueError:
+        return path.name
+
+
+def _combine(*digests: str) -> str:
+    return io.sha256_bytes("\n".join(digests).encode())

@@ -1,0 +1,46 @@
+"""`kit eval RUN`: greedy, batched, the same numbers and bytes every time; base vs adapter side by side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from conftest import manifest
+
+pytestmark = pytest.mark.slow
+
+
+def _hashes(run):
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted((run / "eval").glob("*.json*"))
+            if f.name != "timing.json"}
+
+
+def test_two_evaluations_of_one_run_give_identical_metrics_and_responses(evaluated_run, run_copy, run_kit):
+    run_kit("eval", str(run_copy), "--json", check=True)  # the second evaluation of this run
+    assert _hashes(run_copy) == _hashes(evaluated_run)
+    assert set(_hashes(run_copy)) == {"metrics.json", "responses.jsonl"}
+    m = manifest(run_copy)
+    assert m["outputs"]["eval_metrics"]["sha256"] == _hashes(run_copy)["metrics.json"]
+    assert m["outputs"]["eval_responses"]["sha256"] == _hashes(run_copy)["responses.jsonl"]
+    metrics = json.loads((run_copy / "eval/metrics.json").read_text())
+    assert metrics["generation"] == {"decoding": "greedy", "batch_size": 4, "cache": "dynamic", "max_new_tokens": 64,
+                                     "rows": 8}
+    assert metrics["eval_loss"]["label_tokens"] > 0 and metrics["eval_loss"]["loss"] > 0
+
+
+def test_base_model_and_adapter_are_compared_side_by_side(run_copy, run_kit):
+    run_kit("eval", str(run_copy), "--base-only", check=True)
+    base = json.loads((run_copy / "eval-base/metrics.json").read_text())
+    adapted = json.loads((run_copy / "eval/metrics.json").read_text())
+    assert base["model"] == "base" and adapted["model"] == "base+adapter"
+    assert base["eval_loss"]["loss"] != adapted["eval_loss"]["loss"]  # the adapter changed something
+    out = json.loads(run_kit("compare", str(run_copy / "eval-base/metrics.json"), str(run_copy),
+                             "--json", check=True).stdout)
+    assert out["labels"] == {"a": "base", "b": "adapter"} and "parse_rate" in out["metrics"]
+
+
+def test_a_run_copied_from_another_machine_still_evaluates(run_copy, run_kit):
+    (run_copy / ".local.json").unlink()  # where the recipe was on the machine that trained it
+    proc = run_kit("eval", str(run_copy), "--json")
+    assert proc.returncode == 0, proc.stderr
