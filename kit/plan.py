@@ -40,6 +40,9 @@ ACTIVATION_FIT = {
 # (2026-11-29; the same dense bf16 peak, 989 TFLOP/s), scaled to other GPUs by their dense bf16 peak
 # (an estimate: only these two are measured). A GPU not in the table gets no time estimate.
 H100_TOKENS_PER_S = {"lora": 3221.0, "qlora": 2788.6}
+# Data-parallel speed-up of tokens/s, N GPUs over one, measured with `kit train --nproc N`
+# (benchmarks/README.md); a (strategy, N) not listed is estimated as linear, and says so.
+DP_SCALING: dict[tuple[str, int], dict] = {}
 # transformers' default OlmoConfig, which is OLMo-7B (a test checks it against transformers); here
 # so that planning needs no transformers import
 OLMO_7B = {"vocab_size": 50304, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
@@ -190,8 +193,15 @@ def tokens_per_s(strategy: str, gpu_name: str | None) -> tuple[float | None, str
     return None, f"{gpu_name} is not in the speed table: run `kit qualify` to measure it"
 
 
-def eta(strategy: str, gpu_name: str | None, total_tokens: int | None, steps: int | None) -> dict:
+def eta(strategy: str, gpu_name: str | None, total_tokens: int | None, steps: int | None, nproc: int = 1) -> dict:
+    """The whole recipe's training time; with nproc GPUs, at the measured data-parallel scaling
+    (DP_SCALING, tokens/s of N GPUs over one) where there is one, else linear (said so)."""
     rate, how = tokens_per_s(strategy, gpu_name)
+    if rate is not None and nproc > 1:
+        measured = DP_SCALING.get((strategy, nproc))
+        rate *= measured["speedup"] if measured else nproc
+        how += (f"; x{measured['speedup']:.2f} on {nproc} GPUs, measured ({measured['source']})" if measured
+                else f"; x{nproc} on {nproc} GPUs assumes linear scaling (not measured)")
     if rate is None or not total_tokens:
         return {"tokens_per_s": rate, "basis": how, "total_tokens": total_tokens, "seconds": None}
     return {"tokens_per_s": round(rate), "basis": how, "total_tokens": total_tokens,

@@ -144,6 +144,10 @@ class TrainingSpec(_Strict):
     # (one full-length row, so no more activation memory than batch 1). More tokens per micro-batch
     # means fewer micro-batches per step: the lever on a host-bound step (QLoRA), paid in memory
     micro_batch_tokens: int | None = Field(None, ge=16, le=1048576)
+    # how a packed sequence keeps attention within each row: sdpa with a block-diagonal mask over the
+    # whole pack (quadratic in the pack), or varlen (each row attends to itself alone: linear; flash
+    # varlen on a GPU). Another kernel, other rounding: a recipe value (kit.model.attention)
+    attention: Literal["sdpa", "varlen"] = "sdpa"
     checkpoint_every_steps: int = Field(0, ge=0, le=10**7)
 
     @field_validator("micro_batch_tokens")
@@ -154,6 +158,13 @@ class TrainingSpec(_Strict):
         if v is not None and batching not in ("token_budget", "packed"):
             raise ValueError(f"applies to batching token_budget or packed, not {batching!r}: remove it or "
                              f"set batching: packed")
+        return v
+
+    @field_validator("attention")
+    @classmethod
+    def _varlen_needs_packing(cls, v, info):
+        if v == "varlen" and info.data.get("batching") != "packed":
+            raise ValueError(f"varlen attention needs batching: packed, not {info.data.get('batching')!r}")
         return v
 
     def rows_per_step(self) -> int:

@@ -43,13 +43,17 @@ def _render_doctor(m: dict) -> None:
 @click.option("--gpu-name", default=None, help="Name of that card, for the time estimate (e.g. 'RTX 4090').")
 @click.option("--seq-len", type=click.IntRange(min=16), default=None,
               help="Tokens per sequence (default: the recipe's max_seq_len).")
+@click.option("--nproc", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+              help="Plan for this many data-parallel GPUs (memory is per GPU; the time is the whole run's).")
 @json_option
-def plan_(recipe, gpu_memory, gpu_name, seq_len, as_json):
+def plan_(recipe, gpu_memory, gpu_name, seq_len, nproc, as_json):
     """Estimated peak GPU memory of bf16 LoRA and 4-bit QLoRA, the choice and why, and the time."""
     from kit import plan
     from kit.recipe import load_recipe
+    from kit.train.distributed import check_split
 
     loaded = load_recipe(recipe)
+    check_split(loaded.recipe.training.rows_per_step(), nproc, f"{recipe}: training")
     if gpu_memory is None:
         from kit import hardware
 
@@ -60,8 +64,9 @@ def plan_(recipe, gpu_memory, gpu_name, seq_len, as_json):
     total_tokens, steps = _recipe_tokens(loaded)
     result = {"recipe": loaded.recipe.name, "seq_len": seq_len or loaded.recipe.data.max_seq_len,
               "gpu_memory_gib": gpu_memory, "gpu_name": gpu_name, "margin": plan.MARGIN, "strategy": d.strategy,
-              "reason": d.reason, "estimates": d.estimates,
-              "time": {s: plan.eta(s, gpu_name, total_tokens, steps) for s in ("lora", "qlora")}}
+              "reason": d.reason, "estimates": d.estimates, "nproc": nproc,
+              "rows_per_gpu_per_step": loaded.recipe.training.rows_per_step() // nproc,
+              "time": {s: plan.eta(s, gpu_name, total_tokens, steps, nproc) for s in ("lora", "qlora")}}
     emit(result, as_json, _render_plan)
     if d.strategy is None and gpu_memory is not None:
         if not as_json:

@@ -21,53 +21,99 @@ DEFAULT_RECIPE = "recipes/tiny.yaml"
 @click.option("--allow-data-change", is_flag=True, help="Train on data whose sha256 is not the recipe's (recorded).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Continue an interrupted run from its last checkpoint.")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes (one per GPU; gloo on CPUs). Part of the run's hardware class.")
+@click.option("--nproc", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+              help="Data-parallel processes on this machine (one per GPU; gloo on CPUs). Part of the hardware class.")
+@click.option("--nnodes", type=click.IntRange(min=1, max=4096), default=1, show_default=True,
+              help="Machines in the run, each running this command with --nproc processes.")
+@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="This machine's place, 0 .. nnodes-1 (node 0 writes the run's outputs).")
+@click.option("--rdzv-endpoint", metavar="HOST:PORT", default=None,
+              help="With --nnodes > 1: where the nodes meet (node 0's address and a free port), the same on every node.")
 @json_option
-def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_json):
+def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes, node_rank, rdzv_endpoint, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
     from kit.train import distributed, runner
     from kit.train.loop import Interrupted
 
     if resume_dir and (recipe or output):
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
+    if node_rank >= nnodes:
+        raise click.BadParameter(f"{node_rank} is not below --nnodes {nnodes}", param_hint="--node-rank")
     if resume_dir:
         output = resume_dir
     else:
         recipe = recipe or Path(DEFAULT_RECIPE)
         output = output or Path("runs") / recipe.stem
-    if nproc > 1 and not distributed.is_worker():
-        _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json)
+    if (nproc > 1 or nnodes > 1) and not distributed.is_worker():
+        _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json, nnodes, node_rank,
+                rdzv_endpoint)
         return
-    if not distributed.is_worker():
-        say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
-    progress = _progress(as_json or distributed.is_worker())
+    if distributed.is_worker():
+        _work(recipe, output, strategy, allow_data_change, resume_dir, as_json)
+        return
+    say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
     try:
-        manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
+        manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir),
+                                    on_step=_progress(as_json))
     except Interrupted as e:
         say(f"[yellow]interrupted[/] after step {e.step} (signal {e.signum}); a checkpoint was saved. "
             f"Continue with: kit train --resume {output}")
         raise SystemExit(128 + e.signum) from None
-    if manifest and not distributed.is_worker():  # the launcher reports for its workers
-        emit(_train_summary(manifest, output), as_json, _render_train)
+    emit(_train_summary(manifest, output), as_json, _render_train)
 
 
-def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json) -> None:
-    """Check the recipe and the folder here, then train in nproc processes and report."""
+def _work(recipe, output, strategy, allow_data_change, resume_dir, as_json) -> None:
+    """One rank of a multi-process run: train, and on failure leave the launcher one line to report."""
+    from kit.train import distributed, runner
+    from kit.train.loop import Interrupted
+
+    rank = distributed.worker_rank()
+    try:
+        runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir),
+                         on_step=_progress(as_json or rank != 0))
+    except Interrupted as e:
+        distributed.write_worker_error(output, 128 + e.signum, f"interrupted after step {e.step}; a checkpoint was "
+                                       f"saved. Continue with: kit train --resume {output}")
+        raise SystemExit(128 + e.signum) from None
+    except click.ClickException as e:
+        distributed.write_worker_error(output, e.exit_code, f"Error: {e.format_message()}")
+        raise SystemExit(e.exit_code) from None
+    except Exception as e:
+        log = output / ("logs/kit.log" if rank == 0 else f"logs/kit.rank{rank}.log")
+        distributed.write_worker_error(output, 1, f"Error: rank {rank} failed: {type(e).__name__}: "
+                                       f"{str(e).splitlines()[0] if str(e) else ''} (the traceback is in {log})")
+        raise SystemExit(1) from None
+
+
+def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json, nnodes=1, node_rank=0,
+            rdzv_endpoint=None) -> None:
+    """Check the recipe, the split and the folder here, then train in nproc processes (per node) and report."""
     from kit import rundir
-    from kit.recipe import load_recipe
+    from kit.recipe import from_resolved, load_recipe
     from kit.train import distributed, runner
 
-    if not resume_dir:
-        load_recipe(recipe)
-    runner.prepare_run_dir(output, bool(resume_dir))
+    if resume_dir:
+        recipe_json = output / rundir.RECIPE
+        loaded_recipe = from_resolved(rundir.read_json(recipe_json, "recipe.json"), str(recipe_json))
+        where = str(recipe_json)
+    else:
+        loaded_recipe, where = load_recipe(recipe).recipe, f"{recipe}: training"
+    distributed.check_split(loaded_recipe.training.rows_per_step(), nproc * nnodes, where)
+    if node_rank == 0:
+        runner.prepare_run_dir(output, bool(resume_dir))
+    else:  # another node's folder for its ranks' logs (node 0 writes the outputs)
+        (output / "logs").mkdir(parents=True, exist_ok=True)
     args = ["train", "--resume", str(output)] if resume_dir else ["train", "--recipe", str(recipe), "--output", str(output)]
     args += (["--strategy", strategy] if strategy else []) + (["--allow-data-change"] if allow_data_change else [])
-    say(f"[bold]kit train[/] on {nproc} processes -> {output}")
-    code = distributed.launch(nproc, args + ["--json"])
-    if code != 0:
-        raise SystemExit(code)
-    emit(_train_summary(rundir.read_json(output / rundir.MANIFEST), output), as_json, _render_train)
+    nodes = f" x {nnodes} nodes (this is node {node_rank})" if nnodes > 1 else ""
+    say(f"[bold]kit train[/] on {nproc} processes{nodes} -> {output}")
+    try:
+        distributed.launch(nproc, args + (["--json"] if as_json else []), output, nnodes, node_rank, rdzv_endpoint)
+    except distributed.WorkerFailed as e:
+        click.echo(e.message if e.message.startswith(("Error:", "interrupted")) else f"Error: {e.message}", err=True)
+        raise SystemExit(e.exit_code) from None
+    if node_rank == 0:
+        emit(_train_summary(rundir.read_manifest(output, complete=True), output), as_json, _render_train)
 
 
 def _progress(quiet: bool):

@@ -6,6 +6,7 @@ always see the same positions, masks and labels.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from kit.data.rows import IGNORE_INDEX, EncodedRow
@@ -53,6 +54,8 @@ class PackedBatch:
     position_ids: object  # each row counts from 0: transformers keeps attention within each row
     keep: object  # positions whose next token is a label: the only logits computed
     targets: object  # the label each kept position predicts
+    cu_seq_lens: object  # int32 (rows + 1,): where each row starts, then the total (varlen attention)
+    max_length: int  # the longest row, in tokens
 
 
 def collate_packed(rows: list[EncodedRow], device: str) -> PackedBatch:
@@ -65,4 +68,7 @@ def collate_packed(rows: list[EncodedRow], device: str) -> PackedBatch:
     positions = torch.cat([torch.arange(len(r.input_ids)) for r in rows])
     # a row's first label follows its prompt, so no position predicts across a row boundary
     keep = torch.nonzero(labels[1:] != IGNORE_INDEX).flatten()
-    return PackedBatch(ids[None].to(device), positions[None].to(device), keep.to(device), labels[keep + 1].to(device))
+    lengths = [len(r.input_ids) for r in rows]
+    cu = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+    return PackedBatch(ids[None].to(device), positions[None].to(device), keep.to(device), labels[keep + 1].to(device),
+                       cu.to(device), max(lengths))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kit.data.batches import PackedBatch
 from kit.errors import ModelSourceError
+from kit.model import attention as attention_impl
 
 
 def quiet_transformers() -> None:
@@ -16,13 +17,15 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_base(path: Path, recipe, method: str, device: str):
+def load_base(path: Path, recipe, method: str, device: str, attention: str = "sdpa"):
     """The base model as the recipe trains it: bf16/fp32 for lora, nf4 (+ double quant) for qlora;
-    safetensors only, no remote code. Used by training and by evaluation alike."""
+    safetensors only, no remote code. Used by training and by evaluation alike; `attention` is the
+    recipe's training.attention (varlen: kit.model.attention), evaluation always generates with sdpa."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": getattr(torch, recipe.model.dtype), "use_safetensors": True, "trust_remote_code": False}
+    kwargs = {"dtype": getattr(torch, recipe.model.dtype), "use_safetensors": True, "trust_remote_code": False,
+              "attn_implementation": attention_impl.register() if attention == "varlen" else "sdpa"}
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -55,7 +58,7 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     from peft import LoraConfig, get_peft_model
 
     adapter, gc = recipe.adapter, recipe.training.gradient_checkpointing
-    model = load_base(path, recipe, method, device)
+    model = load_base(path, recipe, method, device, recipe.training.attention)
     model.config.use_cache = False
     model.requires_grad_(False)
     if gc:
@@ -74,7 +77,10 @@ def forward_loss(model, batch, num_items: int, device: str):
     import torch
 
     if isinstance(batch, PackedBatch):
-        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep).logits
+        # where each row starts: varlen attention uses it, sdpa's block mask comes from the position ids
+        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep,
+                       cu_seq_lens_q=batch.cu_seq_lens, cu_seq_lens_k=batch.cu_seq_lens,
+                       max_length_q=batch.max_length, max_length_k=batch.max_length).logits
         # what transformers' causal-LM loss computes, on positions already matched to their labels
         return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum") / num_items
     return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,

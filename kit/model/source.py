@@ -55,7 +55,9 @@ def _download(spec: ModelSource) -> Path:
     _check_disk_for_download(spec)
     try:
         # The token, if any, comes from HF_TOKEN or `huggingface-cli login`, never from a recipe.
-        return Path(snapshot_download(spec.id, revision=spec.revision, allow_patterns=HUB_ALLOW))
+        # Several processes of one run download once: the others wait, then find the files.
+        with shared_build(cache_dir() / "downloads" / spec.id.replace("/", "--")):
+            return Path(snapshot_download(spec.id, revision=spec.revision, allow_patterns=HUB_ALLOW))
     except LocalEntryNotFoundError:
         raise ModelSourceError(f"{spec.id}@{spec.revision[:12]} is not in the local Hugging Face cache and the hub "
                                "cannot be reached", where="model",
@@ -100,6 +102,26 @@ def materialize_random(spec: ModelSource) -> Path:
     target = cache_dir() / "random-models" / f"{spec.architecture}-{device}-{key}"
     if (target / "config.json").is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with shared_build(target):  # N processes of one run start at once: one builds, the others wait
+        if (target / "config.json").is_file():
+            return target
+        _build_random(spec, device, target)
+    return target
+
+
+def shared_build(target: Path):
+    """An inter-process lock beside `target` (filelock): held while one process builds a shared,
+    first-time file (random weights, a download), so the others wait and then find it complete."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(target.parent / f".{target.name}.lock"))
+
+
+def _build_random(spec: ModelSource, device: str, target: Path) -> None:
+    import torch
+    from safetensors.torch import save_model
     from transformers import OlmoConfig, OlmoForCausalLM
 
     config = OlmoConfig(**spec.config)
@@ -109,14 +131,19 @@ def materialize_random(spec: ModelSource) -> Path:
         model = OlmoForCausalLM._from_config(config, dtype=getattr(torch, spec.dtype))
     model = model.to("cpu")
     torch.set_rng_state(generator_state)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    model.save_pretrained(tmp, safe_serialization=True)
     try:
-        tmp.rename(target)
-    except OSError:  # another process won the race; theirs is identical
+        # Written with safetensors itself: under torch.distributed, save_pretrained writes the weights
+        # on global rank 0 only, and the rank that holds the lock may be another one.
+        model.config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for path in (tmp, *tmp.iterdir()):  # a shared cache: readable by the other users of it
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        tmp.rename(target)  # complete or absent: never half a folder
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        raise
 
 
 def fingerprint_base_model(path: Path, spec: ModelSource) -> dict:

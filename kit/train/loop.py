@@ -14,8 +14,8 @@ Features, each with its trade-off:
 - `packed` batching concatenates a step's rows into sequences of <= `micro_batch_tokens` tokens
   (default max_seq_len) with no padding, attention kept within each row (position ids restart):
   fewer micro-batches per step, which is what pays on a host-bound GPU step (benchmarks/README.md).
-- Data-parallel when several processes run (kit.distributed): each rank takes every
-  world_size-th micro-batch of the step; the effective batch is the recipe's.
+- Data-parallel when several processes run (kit.train.distributed): each rank takes its equal share
+  of the step's rows (split_rows) and cuts it into micro-batches; the effective batch is the recipe's.
 - Checkpoints every N steps (kit.checkpoint), resumable to the same final bytes; SIGINT/SIGTERM
   save one and exit.
 """
@@ -36,6 +36,7 @@ from kit.data.rows import IGNORE_INDEX, EncodedRow
 from kit.model.load import forward_loss
 from kit.train import checkpoint
 from kit.train.batching import batch_sha256, micro_batches, schedule
+from kit.train.distributed import Dist, split_rows
 
 log = logging.getLogger("kit.train")
 
@@ -115,7 +116,6 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
     """Train `model` in place over the recipe's schedule; resumes from the run's last checkpoint."""
     import torch
 
-    from kit.train.distributed import Dist
 
     dist = dist or Dist(1, 0, device)
     t = recipe.training
@@ -142,8 +142,8 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             began = time.perf_counter()
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per micro-batch
             padded = 0
-            mine = micro_batches(step_rows, t.micro_batch_size, t.batching,
-                                 t.token_budget(recipe.data.max_seq_len))[rank::world]
+            mine = micro_batches(split_rows(step_rows, rank, world), t.micro_batch_size, t.batching,
+                                 t.token_budget(recipe.data.max_seq_len))
             for mb in mine:
                 batch = collate_packed(mb, device) if t.batching == "packed" else collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()

@@ -17,7 +17,7 @@ from pathlib import Path
 from kit import container, determinism, fingerprint, hardware, io, plan, rundir
 from kit.data import rows as data
 from kit.data.tokenizer import load_checked_tokenizer
-from kit.errors import RecipeError, ResourceError, RunDirError
+from kit.errors import ResourceError, RunDirError
 from kit.model import card, load, source
 from kit.recipe import LoadedRecipe, from_resolved, load_recipe, with_overrides
 from kit.train import distributed
@@ -107,10 +107,7 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     choice = choose_strategy(loaded, dist.device, strategy)
     loaded = with_overrides(loaded, adapter={"method": choice.strategy})
     recipe = loaded.recipe
-    if dist.world > 1 and recipe.training.grad_accum_steps % dist.world:
-        raise RecipeError(f"grad_accum_steps {recipe.training.grad_accum_steps} is not divisible by {dist.world} "
-                          "processes", where=f"{loaded.path}: training.grad_accum_steps",
-                          fix="use a process count that divides it, so the effective batch stays the recipe's")
+    distributed.check_split(recipe.training.rows_per_step(), dist.world, f"{loaded.path}: training")
     base_path = source.resolve_base_model(recipe.model, loaded.path.parent)
     tok, tok_fp = load_checked_tokenizer(recipe.tokenizer, base_path)
     d = recipe.data
