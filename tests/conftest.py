@@ -98,9 +98,9 @@ def manifest(run: Path) -> dict:
 def tiny_reference(evaluated_run, tmp_path_factory) -> Path:
     """references/tiny/<this class>.json in a folder of its own: the evaluated run plus four seeds
     spread around it (a real 5-seed reference takes minutes; the bit-exact part is real)."""
-    from samples import sample_reference
-
     from kit.verify import reference
+
+    from samples import sample_reference
 
     ref = sample_reference(reference.run_results(evaluated_run))
     folder = tmp_path_factory.getbasetemp() / "references"

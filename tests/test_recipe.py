@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY
 
 from kit.cli import cli
 from kit.recipe import load_recipe
+
+from conftest import TINY
 
 BAD_RECIPES = {
     # name: (change to the text of recipes/tiny.yaml, expected words in the message)

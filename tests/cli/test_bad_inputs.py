@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO, TINY
 
 from kit.cli import cli
+
+from conftest import REPO, TINY
 
 ROWS = [json.loads(x) for x in (REPO / "data/kwanzaa/train.jsonl").read_text().splitlines()[:3]]
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+
 from conftest import manifest
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,11 @@ import shutil
 from types import SimpleNamespace
 
 from click.testing import CliRunner
-from conftest import REPO
 
 from kit.cli import cli
 from kit.recipe import load_recipe
+
+from conftest import REPO
 
 SHA = "a" * 40
 WEIGHTS = {"model-00001-of-00002.safetensors": "1" * 64, "model-00002-of-00002.safetensors": "2" * 64}

@@ -9,10 +9,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import manifest
 
 from kit.report import build as report
 from kit.verify import reference
+
+from conftest import manifest
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
 PRIVATE = {"tokens": ["sekrit-token-value"], "homes": ["/home/amara"], "hosts": ["amara-laptop"], "users": ["amara"]}

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from conftest import REPO, TINY, manifest, write_recipe
 from kit.data.rows import EncodedRow
 from kit.train.distributed import check_split, split_rows
+
+from conftest import REPO, TINY, manifest, write_recipe
 
 
 def _log(run):

@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, manifest, write_recipe
 
 from kit.data.batches import collate_packed
 from kit.data.rows import IGNORE_INDEX, EncodedRow
 from kit.train.batching import micro_batches
+
+from conftest import REPO, manifest, write_recipe
 
 
 def _rows(*lengths: int) -> list[EncodedRow]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import TINY, manifest, write_recipe
 
 pytestmark = pytest.mark.slow

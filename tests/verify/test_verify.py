@@ -10,13 +10,14 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO, TINY, manifest
-from samples import HARDWARE, SHA, sample_reference, sample_results
 
 from kit.errors import ReferenceFileError
 from kit.verify import judge as verify
 from kit.verify import reference
 from kit.verify.artifact import verify_artifact
+
+from conftest import REPO, TINY, manifest
+from samples import HARDWARE, SHA, sample_reference, sample_results
 
 
 def judge(run: dict, ref: dict | None = None, checks: list | None = None, allow: bool = False) -> dict:
