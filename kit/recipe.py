@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -148,6 +148,10 @@ class TrainingSpec(_Strict):
     # whole pack (quadratic in the pack), or varlen (each row attends to itself alone: linear; flash
     # varlen on a GPU). Another kernel, other rounding: a recipe value (kit.model.attention)
     attention: Literal["sdpa", "varlen"] = "sdpa"
+    # packed batching: the answer logits and their loss this many positions at a time, recomputed in
+    # the backward pass; null = all at once. Less memory per token (the logits are vocabulary-wide),
+    # so a larger pack fits; another summation order, so a recipe value (kit.model.load.forward_loss)
+    logits_chunk: int | None = Field(None, ge=64, le=1048576)
     checkpoint_every_steps: int = Field(0, ge=0, le=10**7)
 
     @field_validator("micro_batch_tokens")
@@ -160,11 +164,11 @@ class TrainingSpec(_Strict):
                              f"set batching: packed")
         return v
 
-    @field_validator("attention")
+    @field_validator("attention", "logits_chunk")
     @classmethod
-    def _varlen_needs_packing(cls, v, info):
-        if v == "varlen" and info.data.get("batching") != "packed":
-            raise ValueError(f"varlen attention needs batching: packed, not {info.data.get('batching')!r}")
+    def _needs_packing(cls, v, info):
+        if v not in (None, "sdpa") and info.data.get("batching") != "packed":
+            raise ValueError(f"applies to batching: packed, not {info.data.get('batching')!r}")
         return v
 
     def rows_per_step(self) -> int:
@@ -181,15 +185,18 @@ class TrainingSpec(_Strict):
 
 class EvaluationSpec(_Strict):
     max_new_tokens: int = Field(800, ge=1, le=32768)
-    batch_size: int = Field(8, ge=1, le=4096)
+    # rows generated together; auto: as many as the KV caches of the longest prompt + max_new_tokens fit
+    # beside the weights in the GPU's TOTAL memory (so the same GPU model always gets the same batch),
+    # 8 on a CPU. The batch shapes the kernels, so the resolved number is recorded in metrics.json
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = 8
     decoding: Literal["greedy"] = "greedy"
     # transformers' KV cache for generation: "static" preallocates it, and on a GPU generate()
     # then compiles the decoding step (torch.compile); "dynamic" grows it, eagerly
     cache: Literal["dynamic", "static"] = "dynamic"
-    # bf16 LoRA only: fold the adapter into the base weights before generating (peft merge_and_unload):
-    # one matmul per projection instead of three, which is what a decoding step's time is on a GPU
-    # (kernel launches, not FLOPs). Other rounding than the unmerged adapter's, so a recipe value;
-    # a QLoRA adapter is never merged (into 4-bit weights that would be lossy)
+    # fold the adapter into the base weights before generating: one matmul per projection instead of
+    # three (LoRA), and no 4-bit dequantization per step (QLoRA: the nf4 weights dequantized to bf16
+    # once, when the card holds them). Other rounding than the unmerged adapter's: a recipe value
+    # (kit.model.merge; what happened is recorded in metrics.json)
     merge_adapter: bool = False
 
 

@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import determinism, fingerprint, io, rundir
+from kit import determinism, fingerprint, io, plan, rundir
 from kit.data import rows as data
 from kit.data.batches import collate
 from kit.data.rows import IGNORE_INDEX, encode_messages, encode_prompt
 from kit.data.tokenizer import load_checked_tokenizer
 from kit.evaluate import score
-from kit.model import load, source
+from kit.hardware import GiB
+from kit.model import load, merge, source
 from kit.model.load import forward_loss
 from kit.recipe import from_resolved
 
@@ -37,6 +38,7 @@ class Loaded:
     device: str
     tok: object
     net: object
+    settings: dict  # how it generates (generation_settings)
 
 
 def load_run(run: Path, base_only: bool = False) -> Loaded:
@@ -59,8 +61,28 @@ def load_run(run: Path, base_only: bool = False) -> Loaded:
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     base_path = source.resolve_base_model(recipe.model, Path(local.get("recipe_path", run / rundir.RECIPE)).parent)
     tok, _ = load_checked_tokenizer(recipe.tokenizer, base_path)
-    net = _load(base_path, recipe, manifest["plan"]["strategy"], device, None if base_only else run / rundir.ADAPTER)
-    return Loaded(manifest, recipe, switches, rows, device, tok, net)
+    settings = generation_settings(recipe, manifest["plan"]["strategy"], tok, rows, device, base_only)
+    net = _load(base_path, recipe, manifest["plan"]["strategy"], device, None if base_only else run / rundir.ADAPTER,
+                settings["merge"])
+    return Loaded(manifest, recipe, switches, rows, device, tok, net, settings)
+
+
+def generation_settings(recipe, strategy: str, tok, rows: list[dict], device: str, base_only: bool) -> dict:
+    """How this evaluation generates (recorded in metrics.json): the merge and the batch, resolved
+    from the recipe and the device's total memory (kit.model.merge)."""
+    import torch
+
+    spec = recipe.evaluation
+    total = torch.cuda.get_device_properties(0).total_memory / GiB if device.startswith("cuda") else None
+    row_tokens = max(len(encode_prompt(tok, r["messages"])) for r in rows) + spec.max_new_tokens
+    how = None if base_only else merge.merge_how(recipe, strategy, total, row_tokens)
+    weights = merge.bf16_weights_gib(recipe) if strategy == "lora" or how else plan.estimate(
+        recipe, "qlora", recipe.data.max_seq_len, None).peak_gib
+    batch = spec.batch_size if spec.batch_size != "auto" else merge.auto_batch_size(recipe, weights, total, row_tokens,
+                                                                                     len(rows))
+    return {"decoding": spec.decoding, "batch_size": batch, "batch_size_rule": "auto" if spec.batch_size == "auto"
+            else "recipe", "cache": spec.cache, "max_new_tokens": spec.max_new_tokens, "rows": len(rows),
+            "merge": how}
 
 
 def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
@@ -73,8 +95,9 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     began = time.perf_counter()
     eval_loss = _teacher_forced_loss(net, tok, rows, recipe, device)
     loss_seconds = time.perf_counter() - began
-    spec = recipe.evaluation
-    responses, new_tokens = generate(net, tok, rows, spec.batch_size, spec.max_new_tokens, device, on_batch, spec.cache)
+    spec, settings = recipe.evaluation, loaded.settings
+    responses, new_tokens = generate(net, tok, rows, settings["batch_size"], spec.max_new_tokens, device, on_batch,
+                                     spec.cache)
     seconds = time.perf_counter() - began
     timing = {"seconds": round(seconds, 3), "loss_seconds": round(loss_seconds, 3),
               "generate_seconds": round(seconds - loss_seconds, 3), "rows": len(rows), "new_tokens": new_tokens,
@@ -87,11 +110,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     io.atomic_write_text(out_dir / "responses.jsonl", lines)
     scored = score.score(rows, [{"id": r["id"], "response": t} for r, t in zip(rows, responses)])
     result = {**scored, "eval_loss": eval_loss, "model": "base" if base_only else "base+adapter",
-              "generation": {"decoding": spec.decoding, "batch_size": spec.batch_size, "cache": spec.cache,
-                             "max_new_tokens": spec.max_new_tokens, "rows": len(rows),
-                             # only when true: older metrics files (and their published hashes) stay as they were
-                             **({"merged_adapter": True} if merged(recipe, manifest["plan"]["strategy"])
-                                and not base_only else {})},
+              "generation": settings,
               "determinism": switches}
     io.atomic_write_json(out_dir / "metrics.json", result)
     io.atomic_write_json(out_dir / "timing.json", timing)
@@ -102,21 +121,16 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     return {**result, "timing": timing}  # timing.json apart: seconds are not deterministic
 
 
-def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None):
+def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None, merge_how: str | None):
     net = load.load_base(base_path, recipe, strategy, device)
     if adapter_dir is not None:
         from peft import PeftModel
 
         net = PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
-        if merged(recipe, strategy):
-            net = net.merge_and_unload()
+        if merge_how:
+            net = merge.merge(net, merge_how)
     net.eval()
     return net
-
-
-def merged(recipe, strategy: str) -> bool:
-    """Whether evaluation folds the adapter into the base weights: the recipe asks, and it is bf16 LoRA."""
-    return recipe.evaluation.merge_adapter and strategy == "lora"
 
 
 def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dict:

@@ -72,17 +72,42 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     return model
 
 
-def forward_loss(model, batch, num_items: int, device: str):
-    """Sum of the batch's token losses divided by `num_items` (the label tokens of the whole step)."""
+def forward_loss(model, batch, num_items: int, device: str, logits_chunk: int | None = None):
+    """Sum of the batch's token losses divided by `num_items` (the label tokens of the whole step).
+
+    logits_chunk (packed batches): compute the answer positions' logits and loss that many positions
+    at a time, each chunk recomputed in the backward pass (checkpointed), so the [answer tokens x
+    vocabulary] logits and their gradient never exist at once: memory for a larger pack."""
     import torch
 
     if isinstance(batch, PackedBatch):
         # where each row starts: varlen attention uses it, sdpa's block mask comes from the position ids
-        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, logits_to_keep=batch.keep,
-                       cu_seq_lens_q=batch.cu_seq_lens, cu_seq_lens_k=batch.cu_seq_lens,
-                       max_length_q=batch.max_length, max_length_k=batch.max_length).logits
+        rows = {"position_ids": batch.position_ids, "cu_seq_lens_q": batch.cu_seq_lens,
+                "cu_seq_lens_k": batch.cu_seq_lens, "max_length_q": batch.max_length, "max_length_k": batch.max_length}
+        if logits_chunk:
+            return _chunked_loss(model, batch, rows, logits_chunk) / num_items
+        logits = model(input_ids=batch.input_ids, logits_to_keep=batch.keep, **rows).logits
         # what transformers' causal-LM loss computes, on positions already matched to their labels
         return torch.nn.functional.cross_entropy(logits[0].float(), batch.targets, reduction="sum") / num_items
     return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                  labels=batch.labels, logits_to_keep=batch.keep,
                  num_items_in_batch=torch.tensor(num_items, device=device)).loss
+
+
+def _chunked_loss(model, batch, rows: dict, chunk: int):
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal.model(input_ids=batch.input_ids, **rows).last_hidden_state[0, batch.keep]
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk):
+        total = total + checkpoint(_loss_of, causal.lm_head, hidden[start:start + chunk],
+                                   batch.targets[start:start + chunk], use_reentrant=False)
+    return total
+
+
+def _loss_of(lm_head, hidden, targets):
+    import torch
+
+    return torch.nn.functional.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")

@@ -148,7 +148,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
                 batch = collate_packed(mb, device) if t.batching == "packed" else collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()
                 # each micro-batch's loss is its share of the step: sum over its tokens / step tokens
-                loss = forward_loss(model, batch, label_tokens, device)
+                loss = forward_loss(model, batch, label_tokens, device, t.logits_chunk)
                 loss.backward()
                 loss_sum += loss.detach().double()
             dist.all_reduce_grads(params)
