@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=None, help="where the runs and caches go (default: --out)")
     args = p.parse_args()
     work = args.runs or args.out
+    work.mkdir(parents=True, exist_ok=True)
     result = {"claim": "data-parallel training on several GPUs", "nproc": args.nproc, "gpu": gpu_name(),
               "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]), "recipes": {}}
     path = args.out / f"scaling-nproc{args.nproc}.json"

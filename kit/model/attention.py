@@ -25,6 +25,13 @@ def register() -> str:
     return NAME
 
 
+def _causal(varlen) -> dict:
+    """Causal masking in either form torch's varlen_attn has taken (is_causal, or a window (-1, 0))."""
+    import inspect
+
+    return {"window_size": (-1, 0)} if "window_size" in inspect.signature(varlen).parameters else {"is_causal": True}
+
+
 def _flash_varlen():
     try:
         from torch.nn.attention.varlen import varlen_attn
@@ -48,11 +55,10 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
         cu_seq_lens_q = torch.tensor([0, tokens], dtype=torch.int32, device=query.device)
         max_length_q = tokens
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (tokens, heads, head_dim)
-    varlen = _flash_varlen() if query.is_cuda else None
+    varlen = _flash_varlen() if query.is_cuda and key.shape[1] == query.shape[1] else None
     if varlen is not None:
         out = varlen(q.contiguous(), k.contiguous(), v.contiguous(), cu_seq_lens_q, cu_seq_lens_q, int(max_length_q),
-                     int(max_length_q), scale=scaling, window_size=(-1, 0),
-                     enable_gqa=key.shape[1] != query.shape[1])
+                     int(max_length_q), scale=scaling, **_causal(varlen))
         return out[None], None
     bounds = cu_seq_lens_q.tolist()
     parts = []
