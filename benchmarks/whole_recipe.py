@@ -59,10 +59,18 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/whole")
     p.add_argument("--eval-cache", choices=["dynamic", "static"], default=None, help="default: the recipe's")
     p.add_argument("--max-eval-rows", type=int, default=None, help="default: the recipe's (all)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="another recipe value (YAML), e.g. evaluation.merge_adapter=true; repeatable")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides = {"evaluation": {}, "data": {}}
+    import yaml
+
+    overrides = {"evaluation": {}, "data": {}, "training": {}}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, field = key.partition(".")
+        overrides.setdefault(section, {})[field] = yaml.safe_load(value)
     if args.eval_cache:
         overrides["evaluation"]["cache"] = args.eval_cache
     if args.max_eval_rows:

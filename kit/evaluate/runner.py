@@ -93,7 +93,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     manifest_path = run / rundir.MANIFEST
 
     began = time.perf_counter()
-    eval_loss = _teacher_forced_loss(net, tok, rows, recipe, device)
+    eval_loss = _teacher_forced_loss(net, tok, rows, loaded.settings["batch_size"], device)
     loss_seconds = time.perf_counter() - began
     spec, settings = recipe.evaluation, loaded.settings
     responses, new_tokens = generate(net, tok, rows, settings["batch_size"], spec.max_new_tokens, device, on_batch,
@@ -133,15 +133,15 @@ def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path
     return net
 
 
-def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dict:
+def _teacher_forced_loss(net, tok, rows: list[dict], batch_size: int, device: str) -> dict:
     """Mean cross-entropy over the assistant tokens of the reference answers (exact sum/count)."""
     import torch
 
     encoded = [encode_messages(tok, r["messages"], str(r["id"])) for r in rows]
     total, count = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(encoded), recipe.evaluation.batch_size):
-            batch = collate(encoded[i:i + recipe.evaluation.batch_size], tok.pad_token_id, device)
+        for i in range(0, len(encoded), batch_size):
+            batch = collate(encoded[i:i + batch_size], tok.pad_token_id, device)
             n = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
             total += float(forward_loss(net, batch, n, device).double()) * n
             count += n
