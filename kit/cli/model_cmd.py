@@ -28,7 +28,8 @@ def pin(recipe, revision, write_back, as_json):
 
 def _render(r: dict, recipe, written: bool) -> None:
     c = console()
-    c.print(f"{r['id']} at {r['asked']} is commit {r['revision']}: {len(r['files_sha256'])} safetensors files")
+    c.print(f"{r['id']} at {r['asked']} is commit {r['revision']}: {len(r['files_sha256'])} safetensors files",
+            soft_wrap=True)
     if written:
         c.print(f"[green]pinned in {recipe}[/]: commit it.")
     else:

@@ -25,6 +25,7 @@ from kit.recipe import Recipe
 LICENSE = "apache-2.0"  # the adapter's: the kit's, and OLMo-7B-Instruct's own
 DATA_LICENSE = "CC-BY-4.0"  # the Kwanzaa dataset's (data/kwanzaa/README.md)
 README = "README.md"
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
 
 def dataset_ids(recipe: Recipe) -> list[str]:
@@ -38,7 +39,7 @@ def model_card(recipe: Recipe, recipe_sha256: str, method: str, metrics: dict | 
     """README.md of the adapter folder (metrics: the run's eval/metrics.json, once evaluated)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    spec, datasets = recipe.model, dataset_ids(recipe)
+    spec, datasets, shown = recipe.model, dataset_ids(recipe), METHOD_NAMES.get(method, method)
     tags = ["kwanzaa-kit", "kwanzaa", "peft", "lora"] + (["qlora"] if method == "qlora" else []) + \
         ["rag", "citations", "answer-json"] + (["random-weights"] if spec.source == "random" else [])
     data = ModelCardData(base_model=spec.id if spec.source == "hub" else None, library_name="peft",
@@ -46,8 +47,8 @@ def model_card(recipe: Recipe, recipe_sha256: str, method: str, metrics: dict | 
                          tags=tags, model_name=f"kwanzaa-adapter-{recipe.name}",
                          eval_results=_eval_results(metrics, datasets) if metrics else None)
     body = "\n".join([
-        f"# Kwanzaa adapter ({method.upper()}, recipe `{recipe.name}`)", "",
-        f"A {method.upper()} adapter (r={recipe.adapter.r}, alpha={recipe.adapter.alpha}, on "
+        f"# Kwanzaa adapter ({shown}, recipe `{recipe.name}`)", "",
+        f"A {shown} adapter (r={recipe.adapter.r}, alpha={recipe.adapter.alpha}, on "
         f"{', '.join(sorted(recipe.adapter.target_modules))}) trained by kwanzaa-kit from recipe `{recipe.name}` "
         f"(resolved recipe sha256 `{recipe_sha256}`) on {_base_text(recipe)}.", "",
         "It answers a retrieval-augmented question with one strict `answer_json` object (`kwanzaa.answer.v1`), "
@@ -76,18 +77,20 @@ def _base_text(recipe: Recipe) -> str:
 def _usage(recipe: Recipe, method: str) -> list[str]:
     spec = recipe.model
     quant = ["# trained on the 4-bit base: load it the same way",
-             "from transformers import BitsAndBytesConfig",
              "kwargs = {\"quantization_config\": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\", "
              "bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)}"] if method == "qlora" else \
         ["kwargs = {}"]
     if spec.source == "hub":
-        return ["import torch", "from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer",
+        return ["import torch", "from peft import AutoPeftModelForCausalLM",
+                "from transformers import AutoTokenizer" + (", BitsAndBytesConfig" if method == "qlora" else ""), "",
                 *quant,
                 f"# reads {spec.id} at the commit in adapter_config.json (`revision`)",
                 "model = AutoPeftModelForCausalLM.from_pretrained(\"PATH_OR_REPO_OF_THIS_ADAPTER\", "
                 "dtype=torch.bfloat16, **kwargs)",
                 f"tokenizer = AutoTokenizer.from_pretrained(\"{spec.id}\", revision=\"{spec.revision}\")"]
-    return ["import torch", "from peft import PeftModel", "from transformers import AutoModelForCausalLM", *quant,
+    return ["import torch", "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM" + (", BitsAndBytesConfig" if method == "qlora" else ""), "",
+            *quant,
             "base = AutoModelForCausalLM.from_pretrained(\"BASE_MODEL_FOLDER\", **kwargs)",
             "model = PeftModel.from_pretrained(base, \"PATH_OF_THIS_ADAPTER\")"]
 
@@ -106,7 +109,10 @@ def _eval_results(metrics: dict, datasets: list[str]) -> list:
 
 
 def _results_table(metrics: dict) -> list[str]:
-    rows = [f"| {name} | {m['value']:.4g} | {m.get('target', '')} |"
+    def target(t) -> str:
+        return f"{t.get('op', '')} {t.get('percent', '')}%" if isinstance(t, dict) else ""
+
+    rows = [f"| {name} | {m['value']:.4g} | {target(m.get('target'))} |"
             for name, m in sorted((metrics.get("metrics") or {}).items()) if m.get("value") is not None]
     loss = (metrics.get("eval_loss") or {}).get("loss")
     return ["## Evaluation (greedy decoding on the Kwanzaa eval set)", "", "| metric | value | target |",

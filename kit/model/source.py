@@ -249,8 +249,9 @@ def fingerprint_base_model(path: Path, spec: ModelSource) -> dict:
     files = _hash_files([path / "config.json", *weights])
     for name, expected in spec.files_sha256.items():
         if files.get(name) != expected:
-            raise ModelSourceError(f"{name} has sha256 {str(files.get(name))[:12]}..., the recipe pins "
-                                   f"{expected[:12]}...", where=str(path / name),
+            raise ModelSourceError(f"{name} has sha256 {str(files.get(name))[:12]}..., not {expected[:12]}... as "
+                                   "model.files_sha256 pins it (the recipe's, or the hub's hash of the file)",
+                                   where=str(path / name),
                                    fix="delete the corrupt download and fetch it again, or correct model.files_sha256")
     identity = {"source": spec.source, "id": spec.id, "revision": spec.revision}
     if spec.source == "random":

@@ -116,7 +116,7 @@ CASES = {
                                    ["no config.json"]),
     "pickle_weights_only": (lambda e: _train(e.with_local_model(_pickle_only)), ["only pickle weights"]),
     "weights_hash_mismatch": (lambda e: _train(e.with_local_model(files_sha256={"model.safetensors": "1" * 64})),
-                              ["model.safetensors has sha256", "the recipe pins 111111111111"]),
+                              ["model.safetensors has sha256", "not 111111111111... as model.files_sha256 pins it"]),
     "tokenizer_hash_mismatch": (lambda e: _train(e.write(lambda r: r["tokenizer"].update(sha256="2" * 64))),
                                 ["tokenizer file sha256", "is not the pinned 222222222222"]),
     "output_folder_not_empty": (lambda e: (e.out.mkdir(), (e.out / "x").write_text("x"), _train(e.write()))[-1],
