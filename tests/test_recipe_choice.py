@@ -190,3 +190,11 @@ def test_reproduce_from_an_empty_folder_runs_the_shipped_recipe_and_writes_a_dat
     card = ModelCard.load(run / "adapter" / "README.md").data
     assert card.license == "apache-2.0" and "kwanzaa-kit" in card.tags and card.eval_results
     assert card.base_model is None  # the tiny recipe's base is seeded random weights, not a Hub model
+
+
+def test_training_the_qlora_recipe_where_bf16_lora_fits_says_what_the_planner_would_run(trained):
+    result, asked = trained(79.0, "--recipe", QLORA)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and asked["recipe"] == shipped_recipes()[QLORA]
+    assert f"note: on this GPU the planner runs {LORA}" in said and f"training {QLORA} as asked" in said
+    assert "allenai/OLMo-7B-Instruct-hf at refs/pr/2 (a ref, not a commit)" in said

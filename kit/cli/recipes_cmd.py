@@ -54,6 +54,30 @@ def default_recipe(gpu_memory_gib: float | None) -> tuple[Path, str]:
     return shipped[choice.name], f"{where}: {choice.reason}"
 
 
+def recipe_notes(path: Path, loaded, gpu_memory_gib: float | None = None) -> list[str]:
+    """What a person should know before a recipe they named runs: a hub ref this run will resolve and
+    record, and, for a Kwanzaa recipe, when the planner would run the other one on this GPU."""
+    from kit import hardware, plan
+    from kit.model import source
+    from kit.recipe import load_recipe, shipped_recipes
+
+    notes, spec = [], loaded.recipe.model
+    if source.needs_resolving(spec):
+        notes.append(f"{spec.id} at {spec.revision or source.DEFAULT_REF} (a ref, not a commit): this run resolves it "
+                     "and records the commit and each weight file's sha256 in RUN/recipe.json and the manifest; "
+                     f"to pin the recipe itself: kit pin {path.stem}")
+    shipped = shipped_recipes()
+    if loaded.recipe.name in plan.KWANZAA_RECIPES and shipped.get(loaded.recipe.name) == path.resolve():
+        machine = hardware.detect()
+        if machine.gpus:
+            free = min(machine.gpus[0].free_gib, gpu_memory_gib or machine.gpus[0].free_gib)
+            choice = plan.choose_recipe({n: load_recipe(shipped[n]).recipe for n in plan.KWANZAA_RECIPES}, free)
+            if choice.name and choice.name != loaded.recipe.name:
+                notes.append(f"note: on this GPU the planner runs {choice.name} ({choice.reason}); training "
+                             f"{loaded.recipe.name} as asked")
+    return notes
+
+
 def cap_gpu_memory(gpu_memory_gib: float | None) -> None:
     """Hold this process's torch allocations to `gpu_memory_gib` on GPU 0, so a run planned for a
     smaller card shows that it fits one (the CUDA context comes on top, as on the smaller card)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kit.cli.output import byte_progress, console, emit, json_option, say, step_progress, table
-from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option
+from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option, recipe_notes
 
 
 @click.command()
@@ -83,11 +83,9 @@ def _recipe_to_train(recipe: Path | None, gpu_memory: float | None, random_weigh
             say(f"[yellow]--random-weights:[/] seeded random weights of {recipe.stem}'s architecture stand in for its "
                 f"base model: this run ({loaded.recipe.name}) shows the recipe's memory, speed and pipeline, "
                 "[bold]not[/] the Kwanzaa adapter")
-    elif source.needs_resolving(loaded.recipe.model) and not quiet:
-        spec = loaded.recipe.model
-        say(f"{spec.id} at {spec.revision or source.DEFAULT_REF} (a ref, not a commit): this run resolves it and records "
-            f"the commit and each weight file's sha256 in RUN/recipe.json and the manifest; to pin the recipe itself: "
-            f"kit pin {recipe} --write")
+    elif not quiet:
+        for note in recipe_notes(recipe, loaded, gpu_memory):
+            say(note)
     return loaded
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from kit.cli.output import byte_progress, console, emit, generation_progress, json_option, say, step_progress, table
-from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option
+from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option, recipe_notes
 from kit.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 _PATH = click.Path(path_type=Path)
@@ -96,6 +96,11 @@ def reproduce_command(recipe, output, gpu_memory, as_json):
         recipe, why = default_recipe(gpu_memory)
         if not as_json:
             say(f"no --recipe: [bold]{recipe.stem}[/] ({why})")
+    if not as_json:
+        from kit.recipe import load_recipe
+
+        for note in recipe_notes(recipe, load_recipe(recipe), gpu_memory):
+            say(note)
     output = output or _next_run_dir(recipe)
     cap_gpu_memory(gpu_memory)
     on_step, close = step_progress(as_json)
