@@ -198,3 +198,16 @@ def test_training_the_qlora_recipe_where_bf16_lora_fits_says_what_the_planner_wo
     assert result.exit_code == 0 and asked["recipe"] == shipped_recipes()[QLORA]
     assert f"note: on this GPU the planner runs {LORA}" in said and f"training {QLORA} as asked" in said
     assert "allenai/OLMo-7B-Instruct-hf at refs/pr/2 (a ref, not a commit)" in said
+
+
+def test_random_weights_under_a_memory_cap_are_built_before_the_cap(trained, monkeypatch):
+    import kit.model.source
+
+    order = []
+    monkeypatch.setattr(kit.model.source, "materialize_random", lambda spec: order.append(("build", spec.config)))
+    import kit.cli.train_cmd
+
+    monkeypatch.setattr(kit.cli.train_cmd, "cap_gpu_memory", lambda gib: order.append(("cap", gib)))
+    result, asked = trained(139.0, "--random-weights", "--gpu-memory", "12")
+    assert result.exit_code == 0, result.output
+    assert order == [("build", {}), ("cap", 12)] and asked["recipe"].recipe.name == f"{QLORA}-random-weights"

@@ -86,6 +86,7 @@ def cap_gpu_memory(gpu_memory_gib: float | None) -> None:
     import torch
 
     if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # what an earlier step reserved does not count against the cap
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_memory_gib * 2**30 / total), 0)
 

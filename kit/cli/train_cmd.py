@@ -48,6 +48,12 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, gpu_me
         return
     if not distributed.is_worker():
         say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else to_train.recipe.name} -> {output}")
+    if random_weights and gpu_memory:
+        # built before the cap (and cached): making 7B random weights on the GPU takes more than a small
+        # card holds, while training them 4-bit does not; the weights are the same either way
+        from kit.model import source
+
+        source.materialize_random(to_train.recipe.model)
     cap_gpu_memory(gpu_memory)
     quiet = as_json or distributed.is_worker()
     on_step, close = step_progress(quiet)
