@@ -22,7 +22,12 @@ LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "saf
              "huggingface-hub", "numpy")
 IMAGE_JSON = Path("/etc/kwanzaa-kit/image.json")
 IMAGE_JSON_ENV = "KWANZAA_KIT_IMAGE_JSON"  # tests point this at a fake image.json
-LOCK_KINDS = ("cpu", "cuda")
+# An image cannot know its own digest (the digest covers the image); `make reproduce` and the docs'
+# `docker run` pass it in this variable, and the record then carries it.
+IMAGE_ID_ENV = "KWANZAA_KIT_IMAGE_ID"
+# cuda: CUDA 13.0 (torch from PyPI, drivers R580+); cuda-12.6: torch's CUDA 12.6 build (drivers R525+)
+LOCK_KINDS = ("cpu", "cuda", "cuda-12.6")
+CUDA_LOCKS = {"13": "cuda", "12": "cuda-12.6"}  # torch.version.cuda's major -> the lock it comes from
 # The kit is installed editable (scripts/install-locked.sh), in the image too, so the checkout
 # with its requirements/ lies next to the package.
 REQUIREMENTS_DIR = Path(__file__).resolve().parent.parent / "requirements"
@@ -47,11 +52,41 @@ def image_fingerprint() -> dict | None:
     path = Path(os.environ.get(IMAGE_JSON_ENV) or IMAGE_JSON)
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    record = json.loads(path.read_text(encoding="utf-8"))
+    image_id = os.environ.get(IMAGE_ID_ENV, "")
+    if re.fullmatch(r"sha256:[0-9a-f]{64}", image_id):
+        record["image_id"] = image_id
+    return record
+
+
+def lock_kind_for(torch_cuda: str | None) -> str:
+    """The lock a torch build comes from: its CUDA major version, or cpu."""
+    return CUDA_LOCKS.get(torch_cuda.split(".")[0], "cuda") if torch_cuda else "cpu"
+
+
+def kit_revision() -> str | None:
+    """The kit's source commit: the image's record, else the checkout's `git rev-parse HEAD` (with
+    -dirty when it has uncommitted changes), else None."""
+    import subprocess
+
+    record = image_fingerprint()
+    if record and record.get("revision") not in (None, "", "unknown"):
+        return record["revision"]
+    root = REQUIREMENTS_DIR.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=False)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", head.stdout.strip()):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def lock_path(kind: str) -> Path:
-    """requirements/<kind>.txt: `cpu` for CI and laptops, `cuda` for the image."""
+    """requirements/<kind>.txt: `cpu` for CI and laptops, `cuda` and `cuda-12.6` for the images."""
     if kind not in LOCK_KINDS:
         raise ValueError(f"lock kind must be one of {LOCK_KINDS}, not {kind!r}")
     return REQUIREMENTS_DIR / f"{kind}.txt"

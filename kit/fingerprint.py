@@ -45,7 +45,7 @@ def environment(hardware_class: dict) -> dict:
     software["cuda"] = torch.version.cuda
     software["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     software["platform"] = f"{platform.system()}-{platform.machine()}"
-    software["lock_sha256"] = container.installed_lock_sha256("cuda" if torch.version.cuda else "cpu")
+    software["lock_sha256"] = container.installed_lock_sha256(container.lock_kind_for(torch.version.cuda))
     driver = hardware.nvidia_driver() if hardware_class["device_type"] == "cuda" else None
     env = {"software": software, "hardware": hardware_class, "driver": driver, "image": container.image_fingerprint()}
     env["software_sha256"] = io.sha256_json(software)

@@ -11,7 +11,11 @@ from pathlib import Path
 from kit import container
 
 GiB = 1024 ** 3
-MIN_DRIVER_MAJOR = 525  # CUDA 12 needs >= 525; older drivers cannot run the locked torch
+# The oldest Linux driver that runs each CUDA major version (NVIDIA's CUDA 12.0 GA and 13.0 GA
+# floors; minor-version compatibility extends each to the whole major version). torch ships its own
+# CUDA runtime, so what gates a GPU is torch.version.cuda against the host's driver, nothing else.
+MIN_DRIVER = {"12": "525.60.13", "13": "580.65.06"}
+CUDA12_IMAGE = "make image CUDA=12.6"  # the image for drivers R525-R575 (docs/container.md)
 
 # Dense bf16 tensor-core peak (TFLOP/s, no sparsity) by GPU name, from the vendors' datasheets:
 # the denominator of MFU, and how the planner scales a measured speed to another card.
@@ -49,14 +53,17 @@ class Gpu:
 @dataclass(frozen=True)
 class Machine:
     gpus: list[Gpu]
-    driver: str | None
-    cuda: str | None
+    driver: str | None           # read from NVML or nvidia-smi, whether or not torch sees a GPU
+    cuda: str | None             # torch's CUDA (the build's, not the host's)
     bitsandbytes_cuda: bool | None
     cpu: str
     cpu_count: int
     torch_threads: int
     libraries: dict
     in_image: dict | None
+    driver_cuda: str | None = None       # the newest CUDA the driver runs
+    min_driver: str | None = None        # the oldest driver torch's CUDA runs on
+    driver_gpus: list[str] = field(default_factory=list)  # what the driver sees, torch or not
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -79,10 +86,12 @@ def detect() -> Machine:
             free, total = torch.cuda.mem_get_info(i)
             gpus.append(Gpu(i, props.name, round(total / GiB, 2), round(free / GiB, 2), f"{props.major}.{props.minor}",
                             bool(torch.cuda.is_bf16_supported()) if i == 0 else props.major >= 8))
-    driver = nvidia_driver() if gpus else None
-    machine = Machine(gpus=gpus, driver=driver, cuda=torch.version.cuda, bitsandbytes_cuda=_bnb_cuda(gpus),
+    drv = driver_info() or {}
+    machine = Machine(gpus=gpus, driver=drv.get("version"), cuda=torch.version.cuda, bitsandbytes_cuda=_bnb_cuda(gpus),
                       cpu=cpu_model(), cpu_count=os.cpu_count() or 1, torch_threads=torch.get_num_threads(),
-                      libraries=container.library_versions(), in_image=container.image_fingerprint())
+                      libraries=container.library_versions(), in_image=container.image_fingerprint(),
+                      driver_cuda=drv.get("cuda"), min_driver=min_driver_for(torch.version.cuda),
+                      driver_gpus=drv.get("gpus", []))
     return replace(machine, warnings=warnings_for(machine))
 
 
@@ -100,17 +109,21 @@ def _bnb_cuda(gpus) -> bool | None:
 
 def warnings_for(m: Machine) -> list[str]:
     out = []
+    too_old = driver_too_old(m.driver, m.min_driver)
+    if too_old:
+        out.append(f"NVIDIA driver {m.driver}" + (f" (runs CUDA <= {m.driver_cuda})" if m.driver_cuda else "") +
+                   f" is older than {m.min_driver}, the oldest that runs this build's CUDA {m.cuda}: torch cannot use "
+                   f"the GPU. Fix: update the driver (R{m.min_driver.split('.')[0]} or newer), or use the CUDA 12.6 "
+                   f"image (`{CUDA12_IMAGE}`), which runs on driver >= {MIN_DRIVER['12']}")
+    if not m.gpus and m.driver_gpus and not too_old:
+        out.append(f"the driver sees {len(m.driver_gpus)} GPU(s) ({', '.join(sorted(set(m.driver_gpus)))}) but torch "
+                   f"sees none" + (" (this torch is a CPU build)" if not m.cuda else
+                                   ": in a container, pass `--gpus all` (NVIDIA Container Toolkit)"))
     if not m.gpus:
         out.append("no GPU: the 7B recipes cannot train here; the tiny recipe runs on the CPU")
     for g in m.gpus:
         if not g.bf16:
             out.append(f"GPU {g.index} ({g.name}) has no bf16: the recipes' bf16 compute is not available")
-    if m.driver:
-        try:
-            if int(m.driver.split(".")[0]) < MIN_DRIVER_MAJOR:
-                out.append(f"NVIDIA driver {m.driver} is older than {MIN_DRIVER_MAJOR}: update it")
-        except ValueError:
-            pass
     if m.gpus and m.bitsandbytes_cuda is False:
         out.append("bitsandbytes has no CUDA support here: QLoRA and 8-bit optimizers will not run on the GPU")
     if len({g.name for g in m.gpus}) > 1:
@@ -118,6 +131,18 @@ def warnings_for(m: Machine) -> list[str]:
     if m.in_image is None:
         out.append("not inside the published kwanzaa-kit image: results are comparable only if versions match")
     return out
+
+
+def min_driver_for(cuda: str | None) -> str | None:
+    """The oldest driver that runs a CUDA version's binaries (None: a CPU build, or an unknown CUDA)."""
+    return MIN_DRIVER.get(cuda.split(".")[0]) if cuda else None
+
+
+def driver_too_old(driver: str | None, minimum: str | None) -> bool:
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+    return bool(driver and minimum) and parts(driver) < parts(minimum)
 
 
 def cpu_model() -> str:
@@ -131,12 +156,58 @@ def cpu_model() -> str:
 
 
 def nvidia_driver() -> str | None:
+    return (driver_info() or {}).get("version")
+
+
+def driver_info() -> dict | None:
+    """{version, cuda (the newest CUDA it runs), gpus (names)} of the NVIDIA driver, from NVML, else
+    nvidia-smi; None without one. Read whether or not torch can use the GPU: a driver too old for
+    torch's CUDA is exactly the case where torch sees nothing."""
+    return _nvml_driver() or _smi_driver()
+
+
+def _nvml_driver() -> dict | None:
+    import ctypes
+
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=False)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, IndexError, subprocess.SubprocessError):
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
         return None
+    if nvml.nvmlInit_v2() != 0:
+        return None
+    try:
+        version, cuda, count = ctypes.create_string_buffer(96), ctypes.c_int(), ctypes.c_uint()
+        if nvml.nvmlSystemGetDriverVersion(version, 96) != 0:
+            return None
+        has_cuda = nvml.nvmlSystemGetCudaDriverVersion_v2(ctypes.byref(cuda)) == 0
+        names = []
+        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0:
+            for i in range(count.value):
+                handle, name = ctypes.c_void_p(), ctypes.create_string_buffer(96)
+                if nvml.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(handle)) == 0 and \
+                        nvml.nvmlDeviceGetName(handle, name, 96) == 0:
+                    names.append(name.value.decode())
+        return {"version": version.value.decode(), "gpus": names, "source": "nvml",
+                "cuda": f"{cuda.value // 1000}.{cuda.value % 1000 // 10}" if has_cuda else None}
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _smi_driver() -> dict | None:
+    import re
+
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=10, check=False)
+        rows = [line.split(", ", 1) for line in query.stdout.strip().splitlines() if ", " in line]
+        if query.returncode != 0 or not rows:
+            return None
+        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    cuda = re.search(r"CUDA Version:\s*([0-9.]+)", header)
+    return {"version": rows[0][0].strip(), "gpus": [r[1].strip() for r in rows], "source": "nvidia-smi",
+            "cuda": cuda[1] if cuda else None}
 
 
 def hardware_class(device: str, world_size: int, deterministic: bool, cpu_threads: int) -> dict:

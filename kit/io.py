@@ -22,11 +22,14 @@ MAX_JSON_DEPTH = 64  # no file of the kit nests deeper; deeper input is refused,
 
 # ---- hashing ---------------------------------------------------------------------------------
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, on_block=None) -> str:
+    """on_block(n_bytes) after each MiB read: a progress bar over many GB of weights."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+            if on_block:
+                on_block(len(block))
     return h.hexdigest()
 
 

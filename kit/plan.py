@@ -206,3 +206,38 @@ def eta(strategy: str, gpu_name: str | None, total_tokens: int | None, steps: in
         return {"tokens_per_s": rate, "basis": how, "total_tokens": total_tokens, "seconds": None}
     return {"tokens_per_s": round(rate), "basis": how, "total_tokens": total_tokens,
             "seconds": round(total_tokens / rate), "seconds_per_step": round(total_tokens / rate / steps, 2) if steps else None}
+
+
+# ---- which Kwanzaa recipe to run -------------------------------------------------------------
+
+# What `kit train` runs when no recipe is given, best first: bf16 LoRA where it fits, else QLoRA.
+KWANZAA_RECIPES = ("kwanzaa-olmo7b-lora", "kwanzaa-olmo7b-qlora")
+CPU_RECIPE = "tiny"
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    name: str | None          # None: nothing fits
+    reason: str
+    gpu_memory_gib: float | None
+    estimates: dict           # recipe name -> Estimate (as a dict) of that recipe's own method
+
+
+def choose_recipe(recipes: dict, gpu_memory_gib: float | None) -> RecipeChoice:
+    """The Kwanzaa recipe for a card with this much free memory (recipes: name -> Recipe, the
+    KWANZAA_RECIPES), each estimated with its own method and batching; no GPU: the tiny recipe."""
+    if gpu_memory_gib is None:
+        return RecipeChoice(CPU_RECIPE, "no GPU: the tiny recipe (a seeded random-init OLMo with the real tokenizer "
+                                        "and data) runs on the CPU; the 7B Kwanzaa recipes need a GPU", None, {})
+    est = {name: estimate(r, r.adapter.method, r.data.max_seq_len, gpu_memory_gib) for name, r in recipes.items()}
+    budget = f"{gpu_memory_gib * (1 - MARGIN):.1f} GiB ({gpu_memory_gib:g} GiB free less a {MARGIN:.0%} margin)"
+    lora, qlora = KWANZAA_RECIPES
+    as_dicts = {name: e.as_dict() for name, e in est.items()}
+    if est[lora].fits:
+        return RecipeChoice(lora, f"bf16 LoRA ({lora}) needs ~{est[lora].device_gib:.1f} GiB, within {budget}: "
+                                  "the faster, unquantized method", gpu_memory_gib, as_dicts)
+    if est[qlora].fits:
+        return RecipeChoice(qlora, f"bf16 LoRA ({lora}) needs ~{est[lora].device_gib:.1f} GiB, more than {budget}; "
+                                   f"4-bit QLoRA ({qlora}) needs ~{est[qlora].device_gib:.1f} GiB", gpu_memory_gib,
+                            as_dicts)
+    return RecipeChoice(None, decide(recipes[qlora], gpu_memory_gib).reason, gpu_memory_gib, as_dicts)

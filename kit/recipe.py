@@ -26,6 +26,8 @@ POSITIVE_CONFIG_INTS = {"vocab_size": 1 << 20, "hidden_size": 65536, "intermedia
                         "max_position_embeddings": 1 << 20}
 SEVEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_SHORT_COMMIT = re.compile(r"^[0-9a-f]{7,39}$")
+_REF = re.compile(r"^(refs/(pr/[0-9]+|heads/[A-Za-z0-9._/-]+|tags/[A-Za-z0-9._/-]+)|[A-Za-z0-9][A-Za-z0-9._-]*)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,7 +43,8 @@ class _Strict(BaseModel):
 class ModelSource(_Strict):
     """Where the base model comes from.
 
-    hub: a Hugging Face repo id at a pinned 40-hex commit (no remote code, safetensors only).
+    hub: a Hugging Face repo id at a 40-hex commit, or at a ref (a branch, a tag, refs/pr/N) that the
+    run resolves and records with each weight file's sha256 (no remote code, safetensors only).
     local: a folder with config.json and *.safetensors.
     random: a seeded random-init model built from `config` (tests, demos, memory and speed runs).
     `config` is the architecture (OlmoConfig fields; {} = the default OlmoConfig, which is
@@ -60,9 +63,11 @@ class ModelSource(_Strict):
 
     @field_validator("revision")
     @classmethod
-    def _revision_is_a_commit(cls, value: str | None) -> str | None:
-        if value is not None and not _COMMIT.match(value):
-            raise ValueError("must be a 40-hex commit sha, not a branch or tag (`kit pin RECIPE` looks it up)")
+    def _revision_is_a_commit_or_ref(cls, value: str | None) -> str | None:
+        # a ref (main, a tag, refs/pr/2) is resolved by the run that uses it, which records the commit
+        if value is not None and not (_COMMIT.match(value) or _REF.match(value)) or _SHORT_COMMIT.match(value or ""):
+            raise ValueError("must be a 40-hex commit, or a branch, tag or refs/pr/N that a run resolves to one "
+                             "(a short commit is ambiguous: give all 40 hex digits)")
         return value
 
     @model_validator(mode="after")
@@ -70,8 +75,8 @@ class ModelSource(_Strict):
         if self.source == "hub":
             if not self.id:
                 raise ValueError("source 'hub' needs `id` (e.g. allenai/OLMo-7B-Instruct-hf)")
-            # revision may be null (the recipe can still be planned and qualified), but nothing
-            # is downloaded until it is pinned; see _revision_is_a_commit.
+            # revision: a commit, or a ref (null = main) that the run resolves and records; see
+            # kit.model.source.hub_pins
         if self.source == "local" and not self.path:
             raise ValueError("source 'local' needs `path` (a folder with config.json and *.safetensors)")
         if self.source == "random" and self.config is None:
@@ -365,3 +370,41 @@ def _recipe_error(e: ValidationError, path: Path, lines: dict[tuple, int]) -> Re
     got = err.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
     return RecipeError(f"`{key}`: {message}{got_text}", where=where, fix="correct the value on that line")
+
+
+def is_commit(revision: str | None) -> bool:
+    """A 40-hex commit (what a run records), not a ref that still has to be resolved."""
+    return bool(revision and _COMMIT.match(revision))
+
+
+# ---- the recipes shipped with the kit: found by name or path from any working folder ----------
+
+def install_root() -> Path:
+    """The folder the kit is installed from (editable, in the image too: /opt/kwanzaa-kit), which
+    holds recipes/, data/ and references/ next to the package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """name -> file of every recipe shipped in the install's recipes/ folder."""
+    return {p.stem: p for p in sorted((install_root() / "recipes").glob("*.yaml"))}
+
+
+def find_recipe(ref: str | Path) -> Path:
+    """A recipe file from what a user typed: a path that exists (relative to the working folder), else
+    the same relative path in the install (`recipes/tiny.yaml` from /workspace), else a shipped
+    recipe's name (`kwanzaa-olmo7b-qlora`, with or without `.yaml`)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if not path.is_absolute():
+        in_install = install_root() / path
+        if in_install.is_file():
+            return in_install
+        shipped = shipped_recipes()
+        name = path.name.removesuffix(".yaml").removesuffix(".yml")
+        if len(path.parts) == 1 and name in shipped:
+            return shipped[name]
+    names = ", ".join(shipped_recipes()) or "none"
+    raise RecipeError("recipe file not found", where=str(path),
+                      fix=f"pass a YAML file, or the name of a shipped recipe ({names}; `kit recipes` lists them)")

