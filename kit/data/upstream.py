@@ -14,7 +14,7 @@ that the answer's `sources` must copy. Per row, the converter:
   and its score thresholds): retrieved, top_score, should_cite, should_refuse; persona from the
   answer; category `upstream` (upstream's rows carry none); source_id = file:line.
 - writes the answer_json compactly, as the kit's own rows are (the same object, keys in the same
-  order, no indentation): upstream's `indent=2` costs about a quarter of a row's tokens, enough
+  order, no indentation): upstream's `indent=2` costs about a fifth of a row's tokens, enough
   to push rows with three documents and their Metadata lines past 2048.
 The system turn and the answer's content (the training target) are never changed, so what
 `kit data check` still reports about a converted row is upstream's to fix.

@@ -16,6 +16,7 @@ from pathlib import Path
 from kit import io
 from kit.errors import KitError
 from kit.report import dataset
+from kit.report.scrub import scrub
 
 
 class UploadError(KitError):
@@ -27,7 +28,7 @@ def upload_plan(files: list[Path], repo_id: str, report: dict) -> dict:
     (and the card, when the repo has none)."""
     digests = {p: io.sha256_file(p) for p in files}
     report_json = next(p for p in files if p.name == "report.json")
-    row = dataset.row(report, digests[report_json], dataset.written_at(report_json))
+    row = scrub(dataset.row(report, digests[report_json], dataset.written_at(report_json)))
     row_path, folder = dataset.paths_in_repo(report, digests[report_json])
     row_bytes, card_bytes = dataset.row_bytes(row), dataset.card_text().encode()
     return {"repo_id": repo_id, "repo_type": "dataset", "create_pr": True,

@@ -134,6 +134,16 @@ def test_three_bundled_reports_load_as_three_rows_with_the_cards_configs(three_r
     assert sorted(ds["verdict"]) == ["bit-exact", "equivalent", "mismatch"]
 
 
+def test_the_row_that_leaves_the_machine_is_scrubbed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    rep = sample_report(CPU, "mismatch", 2.3, 0.25, "c")
+    rep["causes"] = [{"message": f"pushed with {FAKE_TOKEN}", "effect": "mismatch"}]
+    plan = upload.upload_plan(write_report(rep, tmp_path / "r"), "kwanzaa-kit/reproductions", rep)
+    assert plan["row"]["causes"] == ["pushed with <redacted>"]
+    row_file = plan["files"][0]["path_in_repo"]
+    assert FAKE_TOKEN.encode() not in upload.contents(plan, with_card=False)[row_file]
+
+
 def test_the_bundle_holds_exactly_what_the_upload_would_add(three_reports, tmp_path):
     rep, files = three_reports[0]
     result = _bundle([three_reports[0]], tmp_path / "b")[0]
