@@ -73,9 +73,11 @@ def read_rows(files: list[Path]) -> list[dict]:
                         fix="point data.hub.files at JSONL or Parquet files")
     datasets.disable_progress_bars()
     datasets.utils.logging.set_verbosity_error()
+    from datasets.exceptions import DatasetGenerationError
+
     try:
         ds = datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, DatasetGenerationError) as e:
         raise DataError(f"datasets cannot read the file ({str(e).splitlines()[0][:200]})", where=str(files[0]),
                         fix="check that the file is JSONL or Parquet, one chat row per record") from None
     return ds.to_list()

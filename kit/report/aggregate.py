@@ -57,12 +57,14 @@ def load_rows(source: str, revision: str | None = None) -> tuple[list[dict], dic
 
 def _load_folder(path: Path):
     import datasets
+    from datasets.exceptions import DatasetGenerationError
 
     datasets.disable_progress_bars()
     try:
         return datasets.load_dataset(str(path), split="train", features=dataset.features())
-    except (ValueError, FileNotFoundError, TypeError) as e:  # no rows, rows of another shape
-        raise ReportsSourceError(f"datasets cannot read the folder's rows ({str(e).splitlines()[0][:200]})",
+    except (ValueError, FileNotFoundError, TypeError, DatasetGenerationError) as e:  # no rows, rows of another shape
+        why = str(e.__cause__ or e).splitlines()[0][:200] if str(e.__cause__ or e) else type(e).__name__
+        raise ReportsSourceError(f"datasets cannot read the folder's rows ({why})",
                                  where=str(path / dataset.CARD),
                                  fix=f"the card's configs must point at {dataset.ROWS_GLOB} (`kit report --bundle` "
                                      "writes such a folder)") from None

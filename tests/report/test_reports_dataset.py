@@ -326,3 +326,12 @@ def test_rows_of_another_schema_are_refused(tmp_path):
     rows[0]["row_schema"] = "kwanzaa-kit.report-row.v0"
     with pytest.raises(aggregate.ReportsSourceError, match="report-row.v0"):
         aggregate._checked(rows, "x")
+
+
+def test_a_dataset_folder_whose_rows_are_not_report_rows_is_refused(tmp_path, datasets_cache):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "README.md").write_text(dataset.card_text())
+    (tmp_path / "data" / "a.jsonl").write_text('{"row_schema": 3, "other": [1]}\n')
+    with pytest.raises(aggregate.ReportsSourceError, match="datasets cannot read the folder's rows") as e:
+        aggregate.load_rows(str(tmp_path))
+    assert e.value.exit_code == 2 and "README.md" in str(e.value)
