@@ -103,14 +103,49 @@ class TokenizerSource(_Strict):
     chat_template: Literal["olmo-tulu", "model"] = "olmo-tulu"
 
 
+SPLITS = ("train", "eval")
+
+
+class HubData(_Strict):
+    """Rows from a Hugging Face dataset repo at a pinned commit, read with `datasets`. `files` names,
+    per split, a file (or a glob) in the repo: JSONL/JSON or Parquet."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    revision: str
+    files: dict[Literal["train", "eval"], str] = Field(min_length=1)
+
+    @field_validator("revision")
+    @classmethod
+    def _revision_is_a_commit(cls, value: str) -> str:
+        if not _COMMIT.match(value):
+            raise ValueError("must be a 40-hex commit sha, not a branch or tag (the dataset's history on the Hub "
+                             "lists them)")
+        return value
+
+
 class DataSpec(_Strict):
-    train: str
+    """Each split comes from exactly one place: a local JSONL file (`train`, `eval`, relative to the
+    recipe) or the Hub (`hub.files.train`, `hub.files.eval`). `train_sha256` / `eval_sha256` pin
+    the split's canonical rows (kit.data.hub): for a local JSONL written as the kit writes it
+    (sorted keys, compact, UTF-8), that is the file's own sha256."""
+
+    train: str | None = None
     train_sha256: str
-    eval: str
+    eval: str | None = None
     eval_sha256: str
+    hub: HubData | None = None
     max_train_rows: int | None = Field(None, ge=1)
     max_eval_rows: int | None = Field(None, ge=1)
     max_seq_len: int = Field(2048, ge=16, le=131072)
+
+    @model_validator(mode="after")
+    def _one_source_per_split(self) -> DataSpec:
+        for split in SPLITS:
+            local, hub = getattr(self, split), (self.hub.files.get(split) if self.hub else None)
+            if (local is None) == (hub is None):
+                raise ValueError(f"split {split!r} needs exactly one source: data.{split} (a local file) or "
+                                 f"data.hub.files.{split}, {'not both' if local else 'and neither is set'}")
+        return self
 
 
 class Quantization(_Strict):

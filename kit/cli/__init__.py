@@ -11,7 +11,7 @@ import sys
 import click
 
 from kit import __version__
-from kit.cli import data_cmd, eval_cmd, gpu_cmd, model_cmd, recipes_cmd, train_cmd, verify_cmd
+from kit.cli import data_cmd, eval_cmd, gpu_cmd, model_cmd, recipes_cmd, reports_cmd, train_cmd, verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,7 +30,7 @@ def cli() -> None:
     """
 
 
-for module in (train_cmd, data_cmd, eval_cmd, gpu_cmd, model_cmd, recipes_cmd, verify_cmd):
+for module in (train_cmd, data_cmd, eval_cmd, gpu_cmd, model_cmd, recipes_cmd, verify_cmd, reports_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 

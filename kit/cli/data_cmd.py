@@ -99,4 +99,30 @@ def build(src: Path, out: Path, check_only: bool) -> None:
         click.echo(f"{path}  {rows} rows  sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}")
 
 
+@data.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The converted JSONL (canonical: sorted keys, compact, UTF-8).")
+@click.option("--id-prefix", help="Row ids are PREFIX-<line> (default: the input file's name without .jsonl).")
+@json_option
+def convert(path: Path, output: Path, id_prefix: str | None, as_json: bool) -> None:
+    """Convert upstream's published rows ({"messages": [...]} only) to the kit's format.
+
+    Adds each row's id, the documents' `Metadata:` lines (from the row's own answer) and `meta`
+    (from the documents and their scores); never changes the system turn or the answer. Then run
+    `kit data check OUTPUT`: what it still reports is upstream's data to fix.
+    """
+    from kit import io
+    from kit.data import hub, upstream
+
+    if output.resolve() == path.resolve():
+        raise DataError("the output would overwrite the input", where=str(output), fix="write to another file")
+    rows = upstream.convert_file(path, id_prefix)
+    text = hub.canonical_jsonl(rows, str(path))
+    io.atomic_write_bytes(output, text)
+    result = {"input": str(path), "output": str(output), "rows": len(rows), "sha256": io.sha256_bytes(text)}
+    emit(result, as_json, lambda r: click.echo(f"{r['output']}  {r['rows']} rows  sha256 {r['sha256']}\n"
+                                               f"next: kit data check {r['output']}"))
+
+
 COMMANDS = [data]

@@ -133,11 +133,14 @@ def _recipe_tokens(loaded) -> tuple[int | None, int | None]:
     from kit.errors import KitError
 
     try:
+        from kit.data import hub
         from kit.data import rows as data
         from kit.data.tokenizer import load_default_tokenizer
+        from kit.model.source import cache_dir
 
         tok = load_default_tokenizer()
-        rows = data.encode_file(tok, loaded.resolve(loaded.recipe.data.train), 10**9, loaded.recipe.data.max_train_rows)
+        train = hub.split_path(loaded.recipe.data, "train", loaded.resolve, cache_dir())
+        rows = data.encode_file(tok, train, 10**9, loaded.recipe.data.max_train_rows)
     except KitError:
         return None, None
     t = loaded.recipe.training

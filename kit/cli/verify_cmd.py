@@ -54,31 +54,41 @@ def verify_command(run_dir, reference_file, allow_input_change, artifact, checks
 @click.argument("run_dir", type=_PATH)
 @click.option("--reference", "reference_file", type=_PATH, help="Reference JSON (default: the one `kit verify` uses).")
 @click.option("--output", "-o", type=_PATH, help="Folder for the report files (default: RUN_DIR/report).")
-@click.option("--upload", "repo_id", metavar="REPO_ID", help="Open a pull request with the report on this HF dataset repo.")
+@click.option("--upload", "repo_id", is_flag=False, flag_value="", default=None, metavar="[REPO_ID]",
+              help="Open a pull request adding the report (a dataset row and its files) to this HF dataset repo; "
+                   "alone: the official reports repo ($KWANZAA_KIT_REPORTS_REPO overrides it).")
 @click.option("--dry-run", is_flag=True, help="With --upload: print what would be sent, send nothing.")
+@click.option("--bundle", "bundle_dir", type=_PATH,
+              help="With --upload: also write the files the upload adds into this folder (a dataset folder).")
 @json_option
-def report_command(run_dir, reference_file, output, repo_id, dry_run, as_json):
+def report_command(run_dir, reference_file, output, repo_id, dry_run, bundle_dir, as_json):
     """Write report.json, report.md and loss_curve.png; optionally open a PR on the Hub with them.
 
-    The token comes from HF_TOKEN or `hf auth login`, never from the command line. Nothing private
-    is written: home paths, user and host names and tokens are scrubbed from every file.
+    \b
+    kit report RUN_DIR                                     the report files in RUN_DIR/report
+    kit report RUN_DIR --upload                            + a PR on the official reports dataset
+    kit report RUN_DIR --upload REPO --dry-run --bundle D  what the PR would add, written into D
+
+    The token comes from HF_TOKEN or `hf auth login`, never from the command line; without one
+    nothing is sent. Nothing private is written: home paths, user and host names and tokens are
+    scrubbed from every file.
     """
     from kit.report import build as report
 
-    if dry_run and not repo_id:
-        raise click.UsageError("--dry-run goes with --upload REPO_ID")
+    if (dry_run or bundle_dir) and repo_id is None:
+        raise click.UsageError("--dry-run and --bundle go with --upload [REPO_ID]")
     rep = report.build(run_dir, reference_file)
     files = report.write(rep, output or Path(run_dir) / "report")
     result = {"verdict": rep["verdict"], "files": [str(f) for f in files]}
-    if repo_id:
-        result["upload"] = _send(files, repo_id, rep, dry_run, output or Path(run_dir) / "report")
+    if repo_id is not None:
+        result["upload"] = _send(files, repo_id, rep, dry_run, output or Path(run_dir) / "report", bundle_dir)
     emit(result, as_json, _render_report)
 
 
-def _send(files, repo_id, rep, dry_run, out_dir) -> dict:
-    from kit.report import upload
+def _send(files, repo_id, rep, dry_run, out_dir, bundle_dir) -> dict:
+    from kit.report import dataset, upload
 
-    return upload.send(files, repo_id, rep, dry_run, out_dir)
+    return upload.send(files, repo_id or dataset.official_repo(), rep, dry_run, out_dir, bundle_dir)
 
 
 @click.command("reproduce")
@@ -179,10 +189,18 @@ def _render_report(r: dict) -> None:
         head = "dry run: nothing sent" if up.get("dry_run") else f"not sent ({escape(up['reason'])})"
         out.print(f"[yellow]{head}[/]. Would open a pull request on dataset {escape(up['repo_id'])}: "
                   f"{escape(up['commit_message'])}")
+        card = up["card"]
         out.print(table("files", ["path in repo", "bytes", "sha256"],
-                        [[escape(f["path_in_repo"]), f["size_bytes"], f["sha256"]] for f in up["files"]]))
+                        [[escape(f["path_in_repo"]), f["size_bytes"], f["sha256"]] for f in up["files"]]
+                        + [[f"{card['path_in_repo']} ({card['added']})", card["size_bytes"], card["sha256"]]]))
         if up.get("bundle"):
             out.print(f"bundle written: {escape(up['bundle'])}\nsend it later with:\n  {escape(up['how'])}",
                       soft_wrap=True)  # commands a person copies must not be cut
     else:
-        out.print(f"[green]pull request opened[/]: {escape(str(up.get('pr_url')))}")
+        card = " (with the dataset card, the repo had none)" if up.get("card_added") else ""
+        out.print(f"[green]pull request opened[/]{card}: {escape(str(up.get('pr_url')))}")
+    if up.get("bundle_dir"):
+        b = up["bundle_dir"]
+        out.print(f"written into {escape(b['folder'])}: {len(b['written'])} files"
+                  f"{' (with the dataset card)' if b['card_added'] else ''}; send it with:\n  {escape(b['how'])}",
+                  soft_wrap=True)

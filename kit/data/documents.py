@@ -29,7 +29,10 @@ REFUSE_BELOW_SCORE = 0.6
 HEADER = "Retrieved Documents:"
 _ENTRY = re.compile(r"^[ \t]*\[(\d{1,6})\][ \t]*(.*)$", re.M)
 _QUERY = re.compile(r"^[ \t]*Query:[ \t]*(.*)$", re.M)
-_FIELD = re.compile(r"^[ \t]*(Relevance score|Source|Metadata|Content|URL):[ \t]*(.*)$", re.M)
+FIELDS = ("Relevance score", "Source", "Metadata", "Content", "URL")
+# field names in any case: upstream's published rows write "Relevance Score:"
+_FIELD = re.compile(r"^[ \t]*(" + "|".join(FIELDS) + r"):[ \t]*(.*)$", re.M | re.I)
+_FIELD_NAME = {name.lower(): name for name in FIELDS}
 _SOURCE = re.compile(r"^(.*) \((\d{4})\)$")
 
 
@@ -72,8 +75,13 @@ def listed_documents(user_turn: str) -> dict[int, ListedDocument]:
         body = block[m.end():nxt.start() if nxt else len(block)]
         n = int(m.group(1))
         if n not in docs:
-            docs[n] = ListedDocument(n, m.group(2).strip(), (m.group(2) + body).strip(), dict(_FIELD.findall(body)))
+            docs[n] = ListedDocument(n, m.group(2).strip(), (m.group(2) + body).strip(), _fields(body))
     return docs
+
+
+def _fields(body: str) -> dict[str, str]:
+    """The entry's field lines by their canonical name (as dict() of them: a repeated field's last wins)."""
+    return {_FIELD_NAME[name.lower()]: value for name, value in _FIELD.findall(body)}
 
 
 def query_of(user_turn: str) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit import container, determinism, fingerprint, hardware, io, plan, rundir
+from kit.data import hub
 from kit.data import rows as data
 from kit.data.tokenizer import load_checked_tokenizer
 from kit.errors import ResourceError, RunDirError
@@ -113,9 +114,10 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     base_path = source.resolve_base_model(recipe.model, loaded.path.parent)
     tok, tok_fp = load_checked_tokenizer(recipe.tokenizer, base_path)
     d = recipe.data
-    train_path, eval_path = loaded.resolve(d.train), loaded.resolve(d.eval)
     if run_copy is not None:
         train_path, eval_path = run_copy / rundir.DATA / "train.jsonl", run_copy / rundir.DATA / "eval.jsonl"
+    else:  # the recipe's local files, or data.hub's rows as canonical JSONL
+        train_path, eval_path = hub.split_paths(d, loaded.resolve, source.cache_dir())
     train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
     eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
     rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)

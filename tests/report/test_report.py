@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kit.report import build as report
+from kit.report import dataset
 from kit.verify import reference
 
 from conftest import manifest
@@ -115,6 +116,7 @@ def hub(monkeypatch):
         return _Commit()
 
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "file_exists", lambda self, *args, **kwargs: False)  # an empty dataset repo
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     return calls
@@ -130,8 +132,10 @@ def test_upload_opens_a_pull_request_on_the_dataset_repo(run_copy, tiny_referenc
     assert kwargs["create_pr"] is True and "token" not in kwargs  # from HF_TOKEN / the login, never an argument
     assert kwargs["commit_message"] == f"kit report: tiny on {reference.hardware_slug(_hw(run_copy))}: bit-exact"
     paths = [op.path_in_repo for op in kwargs["operations"]]
-    assert [p.rsplit("/", 1)[1] for p in paths] == list(report.FILES)
-    assert all(p.startswith("reports/tiny/cpu-") for p in paths)
+    row, *files, card = paths
+    assert row.startswith("data/tiny/cpu-") and row.endswith(".jsonl") and card == "README.md"
+    assert [p.rsplit("/", 1)[1] for p in files] == list(report.FILES)
+    assert all(p.startswith("reports/tiny/cpu-") for p in files)
     assert json.loads(result.output)["upload"]["pr_url"] == _Commit.pr_url
 
 
@@ -142,7 +146,10 @@ def test_dry_run_lists_paths_sizes_and_sha256_and_sends_nothing(run_copy, tiny_r
     assert result.exit_code == 0 and hub == []
     up = json.loads(result.output)["upload"]
     assert up["dry_run"] is True and up["sent"] is False
-    for f in up["files"]:
+    row, *files = up["files"]
+    row_bytes = dataset.row_bytes(up["row"])
+    assert (row["size_bytes"], row["sha256"]) == (len(row_bytes), hashlib.sha256(row_bytes).hexdigest())
+    for f in files:
         local = Path(f["local"])
         assert f["size_bytes"] == local.stat().st_size
         assert f["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
@@ -168,7 +175,9 @@ def test_a_connection_error_writes_the_bundle_instead(run_copy, tiny_reference, 
         raise httpx.ConnectError("no route to host")
 
     monkeypatch.setattr(HfApi, "create_commit", unreachable)
+    monkeypatch.setattr(HfApi, "file_exists", unreachable)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     result = _invoke("report", str(run_copy), "--reference", str(tiny_reference), "--upload", "kwanzaa/reports",
                      "--json")
     up = json.loads(result.output)["upload"]
@@ -187,7 +196,9 @@ def test_a_refused_upload_exits_2_saying_how_to_log_in(run_copy, tiny_reference,
         raise HfHubHTTPError("401 Unauthorized", response=response)
 
     monkeypatch.setattr(HfApi, "create_commit", unauthorized)
+    monkeypatch.setattr(HfApi, "file_exists", lambda self, *args, **kwargs: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)  # a token the Hub does not accept
     result = _invoke("report", str(run_copy), "--reference", str(tiny_reference), "--upload", "kwanzaa/reports")
     assert result.exit_code == 2 and "HTTP 401" in result.output and "hf auth login" in result.output
 
