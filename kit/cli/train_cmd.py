@@ -6,9 +6,17 @@ from pathlib import Path
 
 import click
 
+from kit import rundir
 from kit.cli.output import console, emit, json_option, say, table
+from kit.errors import EXIT_CHECK_FAILED, KitError
 
 DEFAULT_RECIPE = "recipes/tiny.yaml"
+
+
+class RunFailed(KitError):
+    """A run that started and then failed (not bad input): exit 1, one line, the log named."""
+
+    exit_code = EXIT_CHECK_FAILED
 
 
 @click.command()
@@ -21,35 +29,63 @@ DEFAULT_RECIPE = "recipes/tiny.yaml"
 @click.option("--allow-data-change", is_flag=True, help="Train on data whose sha256 is not the recipe's (recorded).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Continue an interrupted run from its last checkpoint.")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes (one per GPU; gloo on CPUs). Part of the run's hardware class.")
+@click.option("--nproc", type=click.IntRange(min=1, max=1024), default=None,
+              help="Data-parallel processes (one per GPU; gloo on CPUs). Part of the run's hardware class. "
+                   "Default 1; with --resume, the run's own.")
 @json_option
 def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
-    from kit.train import distributed, runner
+    from kit.train import distributed, resume, runner
     from kit.train.loop import Interrupted
 
     if resume_dir and (recipe or output):
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
     if resume_dir:
         output = resume_dir
+        nproc = resume.check(resume_dir, strategy, allow_data_change, nproc)  # the run's own flags
     else:
         recipe = recipe or Path(DEFAULT_RECIPE)
         output = output or Path("runs") / recipe.stem
+        nproc = nproc or 1
     if nproc > 1 and not distributed.is_worker():
+        _check_nproc(nproc)
         _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json)
         return
-    if not distributed.is_worker():
-        say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
+    def banner():  # once the inputs are checked: a refusal stays one line
+        if not distributed.is_worker():
+            say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else recipe} -> {output}")
+
     progress = _progress(as_json or distributed.is_worker())
     try:
-        manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress)
+        manifest = runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=progress,
+                                    on_start=banner)
     except Interrupted as e:
         say(f"[yellow]interrupted[/] after step {e.step} (signal {e.signum}); a checkpoint was saved. "
             f"Continue with: kit train --resume {output}")
         raise SystemExit(128 + e.signum) from None
+    except (KitError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # the run started and failed: its manifest says so, its log has the traceback
+        if not (Path(output) / rundir.LOG).is_file():
+            raise
+        raise RunFailed(f"the run failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ''}",
+                        where=str(Path(output) / rundir.LOG),
+                        fix=f"the traceback is in that log; `kit train --resume {output}` continues from the last "
+                            "checkpoint") from None
     if manifest and not distributed.is_worker():  # the launcher reports for its workers
         emit(_train_summary(manifest, output), as_json, _render_train)
+
+
+def _check_nproc(nproc: int) -> None:
+    """One process per GPU, or per CPU core without one: more would only queue on the same device."""
+    import os
+
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else (os.cpu_count() or 1)
+    if nproc > available:
+        kind = "GPU(s)" if torch.cuda.is_available() else "CPU core(s)"
+        raise click.BadParameter(f"{nproc} processes on {available} {kind}", param_hint="--nproc")
 
 
 def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json) -> None:

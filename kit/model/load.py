@@ -80,3 +80,30 @@ def forward_loss(model, batch, num_items: int, device: str):
     return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                  labels=batch.labels, logits_to_keep=batch.keep,
                  num_items_in_batch=torch.tensor(num_items, device=device)).loss
+
+
+def check_target_modules(path: Path, target_modules: list[str], where: str) -> None:
+    """Refuse a LoRA target that the base model does not have, or that is not a layer LoRA can wrap
+    (matched as peft matches a list: the module's name, or its last dotted parts). The model is
+    built on the meta device from its config.json: no weights read, no memory used."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from kit.errors import RecipeError
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ModelSourceError(f"cannot read the base model's config.json: {str(e).splitlines()[0]}", where=str(path),
+                               fix="point the recipe at a model folder saved with save_pretrained") from None
+    kinds = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+    modules = dict(model.named_modules())
+    wrappable = sorted({name.rsplit(".", 1)[-1] for name, m in modules.items() if isinstance(m, kinds)})
+    for key in target_modules:
+        matched = [m for name, m in modules.items() if name == key or name.endswith(f".{key}")]
+        if not matched or not all(isinstance(m, kinds) for m in matched):
+            what = "is not a module of the base model" if not matched else "is not a layer LoRA can wrap"
+            raise RecipeError(f"{key!r} {what}", where=where,
+                              fix=f"use some of: {', '.join(wrappable)}")
