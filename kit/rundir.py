@@ -91,15 +91,15 @@ def require(obj: Any, shape: dict[str, Any], where: str, what: str, fix: str = _
     """Check that every `a.b.c` key of `shape` is there with its kind (type, tuple of choices, _SHA);
     a key ending in `?` may be absent or null."""
     for dotted, kind in shape.items():
-        optional = dotted.endswith("?")
-        node = obj
-        for part in dotted.rstrip("?").split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None and optional:
+        optional, key = dotted.endswith("?"), dotted.rstrip("?")
+        node, present = obj, True
+        for part in key.split("."):
+            present = isinstance(node, dict) and part in node
+            node = node.get(part) if present else None
+        if optional and node is None:
             continue
-        if not _kind_ok(node, kind):
-            key = dotted.rstrip("?")
-            problem = (f"`{key}` is missing (it should be {_name(kind)})" if node is None
+        if not present or not _kind_ok(node, kind):
+            problem = (f"`{key}` is missing (it should be {_name(kind)})" if not present
                        else f"`{key}` should be {_name(kind)}, not {type(node).__name__} {str(node)[:40]!r}")
             raise error(f"{what}: {problem}", where=where, fix=fix)
 

@@ -17,6 +17,7 @@ from kit.errors import KitError, ResourceError
 
 _OS_FIX = {errno.ENOSPC: "free some disk space, then run the command again",
            errno.EDQUOT: "free some disk space (you are over quota), then run the command again",
+           errno.EFBIG: "the file would pass the size limit (the disk's, or `ulimit -f`): free space or raise it",
            errno.EROFS: "choose a folder on a writable disk",
            errno.EACCES: "choose a path you may read and write (or change its permissions)",
            errno.EPERM: "choose a path you may read and write (or change its permissions)",

@@ -8,7 +8,7 @@ import click
 
 from kit import rundir
 from kit.cli.output import console, emit, json_option, say, table
-from kit.errors import EXIT_CHECK_FAILED, KitError
+from kit.errors import EXIT_CHECK_FAILED, KitError, ResourceError
 
 DEFAULT_RECIPE = "recipes/tiny.yaml"
 
@@ -65,6 +65,12 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, as_jso
         raise SystemExit(128 + e.signum) from None
     except (KitError, KeyboardInterrupt):
         raise
+    except OSError as e:  # a full disk, a folder made read-only: the manifest and the last checkpoint stay
+        if not (Path(output) / rundir.LOG).is_file():
+            raise
+        raise ResourceError(f"the run stopped: {e.strerror or e}", where=str(e.filename or output),
+                            fix=f"free some disk space (or make the folder writable), then `kit train --resume "
+                                f"{output}`") from None
     except Exception as e:  # the run started and failed: its manifest says so, its log has the traceback
         if not (Path(output) / rundir.LOG).is_file():
             raise

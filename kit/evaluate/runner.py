@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ from kit.data import rows as data
 from kit.data.batches import collate
 from kit.data.rows import IGNORE_INDEX, encode_messages, encode_prompt
 from kit.data.tokenizer import load_checked_tokenizer
+from kit.errors import RunDirError
 from kit.evaluate import score
 from kit.model import load, source
 from kit.model.load import forward_loss
-from kit.errors import RunDirError
 from kit.recipe import from_resolved
 
 log = logging.getLogger("kit.evaluate")
@@ -104,7 +105,23 @@ def _evaluate(run: Path, base_only: bool, on_batch) -> dict:
               "device": device}
 
     final_dir = run / ("eval-base" if base_only else rundir.EVAL)
-    out_dir = rundir.temp_dir(final_dir)  # published whole once every file is written
+    out_dir = rundir.temp_dir(final_dir)  # published whole once every file is written, else removed
+    try:
+        result = _write_outputs(out_dir, rows, responses, recipe, manifest, switches, eval_loss, timing, base_only)
+        rundir.publish_dir(out_dir, final_dir)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if not base_only:  # this command's own outputs only: the training's were fingerprinted by kit train
+        manifest = rundir.read_manifest(run, complete=True)
+        manifest["outputs"] = {**manifest["outputs"], **fingerprint.output_fingerprints(run, EVAL_OUTPUTS)}
+        manifest["eval"] = {"eval_loss": eval_loss, **timing}
+        io.atomic_write_json(manifest_path, manifest)
+    return {**result, "timing": timing}  # timing.json apart: seconds are not deterministic
+
+
+def _write_outputs(out_dir: Path, rows, responses, recipe, manifest, switches, eval_loss, timing,
+                   base_only: bool) -> dict:
+    spec = recipe.evaluation
     lines = "".join(json.dumps({"id": r["id"], "response": text}, ensure_ascii=False, sort_keys=True) + "\n"
                     for r, text in zip(rows, responses))
     io.atomic_write_text(out_dir / "responses.jsonl", lines)
@@ -118,13 +135,7 @@ def _evaluate(run: Path, base_only: bool, on_batch) -> dict:
               "determinism": switches}
     io.atomic_write_json(out_dir / "metrics.json", result)
     io.atomic_write_json(out_dir / "timing.json", timing)
-    rundir.publish_dir(out_dir, final_dir)
-    if not base_only:  # this command's own outputs only: the training's were fingerprinted by kit train
-        manifest = rundir.read_manifest(run, complete=True)
-        manifest["outputs"] = {**manifest["outputs"], **fingerprint.output_fingerprints(run, EVAL_OUTPUTS)}
-        manifest["eval"] = {"eval_loss": eval_loss, **timing}
-        io.atomic_write_json(manifest_path, manifest)
-    return {**result, "timing": timing}  # timing.json apart: seconds are not deterministic
+    return result
 
 
 def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None):

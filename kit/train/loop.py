@@ -34,8 +34,8 @@ from pathlib import Path
 
 from kit import determinism, io, rundir
 from kit.data.batches import collate, collate_packed
-from kit.errors import TrainingError
 from kit.data.rows import IGNORE_INDEX, EncodedRow
+from kit.errors import TrainingError
 from kit.model.load import forward_loss
 from kit.train import checkpoint
 from kit.train.batching import batch_sha256, micro_batches, schedule
