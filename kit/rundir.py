@@ -153,9 +153,19 @@ _STEP = {"step": int, "loss": float, "tokens?": int, "label_tokens?": int, "rows
 _TIMING = {"step": int, "seconds": float, "padded_tokens": int}
 
 
-def read_step_log(path: Path, timing: bool = False) -> list[dict]:
-    """train_log.jsonl (or timing.jsonl): one record per step, steps 1, 2, 3... in order."""
-    records = io.read_jsonl(path, RunDirError, path.name, fix=_FIX_RERUN, missing_ok=True)
+def read_step_log(path: Path, timing: bool = False, partial_ok: bool = False) -> list[dict]:
+    """train_log.jsonl (or timing.jsonl): one record per step, steps 1, 2, 3... in order.
+    partial_ok: a last line without its newline (a kill mid-write; resume drops it) is left out."""
+    if partial_ok and path.is_file() and not path.read_bytes().endswith(b"\n"):
+        text = io.read_text(path, RunDirError, path.name, _FIX_RERUN)
+        records = []
+        for n, line in enumerate(text.splitlines()[:-1], start=1):
+            try:
+                records += [(f"{path}:{n}", io.loads(line))] if line.strip() else []
+            except io.JsonProblem as e:
+                raise RunDirError(f"line is not valid JSON ({e})", where=f"{path}:{n}", fix=_FIX_RERUN) from None
+    else:
+        records = io.read_jsonl(path, RunDirError, path.name, fix=_FIX_RERUN, missing_ok=True)
     for i, (where, record) in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise RunDirError("a step record is not a JSON object", where=where, fix=_FIX_RERUN)

@@ -65,7 +65,9 @@ def recipe(run: Path) -> LoadedRecipe:
 
 
 def check_data(run: Path, manifest: dict) -> None:
-    """The run's own copies of its data are the files it started with."""
+    """The run's own copies of its data are the files it started with, and its logs are logs."""
+    rundir.read_step_log(run / rundir.TRAIN_LOG, partial_ok=True)
+    rundir.read_step_log(run / rundir.TIMING, timing=True, partial_ok=True)
     for part in ("train", "eval"):
         path = run / rundir.DATA / f"{part}.jsonl"
         recorded = manifest["inputs"]["dataset"][part]["sha256"]

