@@ -23,10 +23,15 @@ class KitError(click.ClickException):
         self.reason = message
         self.where = where
         self.fix = fix
+        super().__init__(self.line(message, where, fix))
+
+    @staticmethod
+    def line(message: str, where: str | None, fix: str | None) -> str:
+        """`WHERE: MESSAGE Fix: FIX` on one line (any newline in a part becomes a space)."""
         text = f"{where}: {message}" if where else message
         if fix:
             text = f"{text} Fix: {fix}"
-        super().__init__(" ".join(text.split()))
+        return " ".join(text.split())
 
 
 class RecipeError(KitError):
@@ -51,3 +56,7 @@ class ReferenceFileError(KitError):
 
 class ResourceError(KitError):
     """Not enough GPU memory or disk for what was asked."""
+
+
+class TrainingError(KitError):
+    """Training that cannot go on: the loss or a gradient became NaN or infinite."""

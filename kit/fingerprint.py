@@ -54,40 +54,79 @@ def environment(hardware_class: dict) -> dict:
     return env
 
 
-def output_fingerprints(run: Path) -> dict:
-    """Recompute every output fingerprint from the files in a run directory."""
-    adapter_dir = run / rundir.ADAPTER
-    weights = adapter_dir / rundir.ADAPTER_WEIGHTS
-    if not weights.is_file():
-        raise RunDirError("the run has no adapter", where=str(weights),
-                          fix="the run did not finish: see logs/kit.log, then `kit train --resume`")
-    outputs = {"adapter": {**adapter_tensor_sha256(weights),
-                           "files": {p.name: io.sha256_file(p) for p in sorted(adapter_dir.iterdir()) if p.is_file()}}}
-    log = run / rundir.TRAIN_LOG
-    if log.is_file():
-        outputs["train_log"] = {"file": rundir.TRAIN_LOG, "sha256": io.sha256_file(log)}
-    for name in ("responses.jsonl", "metrics.json"):
-        p = run / rundir.EVAL / name
-        if p.is_file():
-            outputs[f"eval_{p.stem}"] = {"file": f"{rundir.EVAL}/{name}", "sha256": io.sha256_file(p)}
+OUTPUT_FILES = {"train_log": rundir.TRAIN_LOG, "eval_responses": f"{rundir.EVAL}/responses.jsonl",
+                "eval_metrics": f"{rundir.EVAL}/metrics.json"}  # and "adapter": the adapter folder
+TRAINED = ("adapter", "train_log")  # what `kit train` makes; `kit eval` adds the eval_* ones
+
+
+def output_fingerprints(run: Path, keys: tuple[str, ...] | None = None) -> dict:
+    """Compute the output fingerprints (all of them, or `keys`) from the files in a run directory.
+    Each output is fingerprinted once, by the command that makes it."""
+    outputs = {}
+    if keys is None or "adapter" in keys:
+        adapter_dir = run / rundir.ADAPTER
+        weights = adapter_dir / rundir.ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise RunDirError("the run has no adapter", where=str(weights),
+                              fix="the run did not finish: see logs/kit.log, then `kit train --resume`")
+        outputs["adapter"] = {**adapter_tensor_sha256(weights),
+                              "files": {p.name: io.sha256_file(p) for p in sorted(adapter_dir.iterdir()) if p.is_file()}}
+    for key, name in OUTPUT_FILES.items():
+        if (keys is None or key in keys) and (run / name).is_file():
+            outputs[key] = {"file": name, "sha256": io.sha256_file(run / name)}
     return outputs
 
 
 def rehash(run: Path) -> dict:
-    """`kit hash`: recompute the fingerprints and compare them with what the manifest says."""
+    """`kit hash`: recompute the fingerprints and compare them with what the manifest says: every
+    output the manifest records (a file gone is a difference) and every output file there is (a
+    file the manifest does not know is one too)."""
+    run = Path(run)
     manifest = rundir.read_manifest(run)
+    recorded_outputs = manifest.get("outputs") or {}
     recomputed = output_fingerprints(run)
     recipe_file = run / rundir.RECIPE
     recipe_sha = io.sha256_json(rundir.read_json(recipe_file, "recipe.json")) if recipe_file.is_file() else None
-    checks = [_check("inputs.recipe.sha256", manifest["inputs"]["recipe"]["sha256"], recipe_sha)]
-    for key, value in sorted(recomputed.items()):
-        recorded = manifest.get("outputs", {}).get(key, {})
-        checks.append(_check(f"outputs.{key}.sha256", recorded.get("sha256"), value["sha256"]))
-        for fname, digest in sorted(value.get("files", {}).items()):
-            checks.append(_check(f"outputs.{key}.files.{fname}", recorded.get("files", {}).get(fname), digest))
+    checks = [_check("inputs.recipe.sha256", _get(manifest, "inputs", "recipe", "sha256"), recipe_sha)]
+    for key in sorted(set(recomputed) | set(recorded_outputs)):
+        recorded, value = _dict(recorded_outputs.get(key)), recomputed.get(key, {})
+        checks.append(_check(f"outputs.{key}.sha256", recorded.get("sha256"), value.get("sha256")))
+        files = _dict(recorded.get("files"))
+        for fname in sorted(set(files) | set(value.get("files", {}))):
+            checks.append(_check(f"outputs.{key}.files.{fname}", files.get(fname), value.get("files", {}).get(fname)))
     return {"run": str(run), "ok": all(c["ok"] for c in checks), "checks": checks}
+
+
+def check_outputs(run: Path, keys: tuple[str, ...] | None = None) -> None:
+    """Verify before reading: refuse (exit 2, naming the file) a run whose files no longer match the
+    fingerprints its manifest recorded (all of them, or those of `keys` and the recipe)."""
+    checks = sorted(rehash(run)["checks"], key=lambda c: ".files." not in c["key"])  # a file's name first
+    for c in checks:
+        key = c["key"].split(".")[1]
+        if c["ok"] or (keys is not None and c["key"] != "inputs.recipe.sha256" and key not in keys):
+            continue
+        if c["key"] == "inputs.recipe.sha256":
+            name = rundir.RECIPE
+        elif ".files." in c["key"]:
+            name = f"{rundir.ADAPTER}/{c['key'].split('.files.', 1)[1]}"
+        else:
+            name = rundir.ADAPTER if key == "adapter" else OUTPUT_FILES.get(key, key)
+        state = ("is gone" if c["recomputed"] is None else "is not in the manifest" if c["recorded"] is None
+                 else "does not match the sha256 its manifest recorded")
+        raise RunDirError(f"{name} {state}: the run's files changed after it was made, so it cannot vouch for them",
+                          where=str(Path(run) / name),
+                          fix=f"restore the run's files (`kit hash {run}` lists what differs), or train again")
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _get(obj, *keys):
+    for k in keys:
+        obj = _dict(obj).get(k)
+    return obj
 
 
 def _check(key: str, recorded, recomputed) -> dict:
     return {"key": key, "recorded": recorded, "recomputed": recomputed, "ok": recorded == recomputed}
-

@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: files and folders are made as open() and mkdir() would make them
 MAX_JSON_DEPTH = 64  # no file of the kit nests deeper; deeper input is refused, not recursed into
 
 
@@ -87,18 +90,28 @@ def _depth(text: str) -> int:
     return deepest
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def loads(text: str) -> Any:
-    """Parse JSON strictly: no NaN/Infinity, no duplicate keys, bounded depth; raises JsonProblem."""
+    """Parse JSON strictly: no NaN/Infinity, no duplicate keys, bounded depth, no lone surrogate
+    (`"\\ud800"` parses, but no UTF-8 file can hold it); raises JsonProblem."""
     if _depth(text) > MAX_JSON_DEPTH:
         raise JsonProblem(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
     except JsonProblem:
         raise
     except json.JSONDecodeError as e:
         raise JsonProblem(f"{e.msg} at line {e.lineno} column {e.colno}") from None
     except (ValueError, RecursionError) as e:  # e.g. an integer longer than Python converts
         raise JsonProblem(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise JsonProblem("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text") from None
+    return value
 
 
 def dumps(obj: Any, indent: int | None = 2) -> str:
@@ -111,8 +124,9 @@ def read_text(path: Path, error: type, what: str, fix_missing: str) -> str:
     path = Path(path)
     if path.is_dir():
         raise error(f"{what} is a directory, not a file", where=str(path), fix=fix_missing)
-    if not path.is_file():
-        raise error(f"{what} not found", where=str(path), fix=fix_missing)
+    if not path.is_file():  # a pipe or a device would be read forever, or block: never opened
+        state = "is not a regular file" if path.exists() else "not found"
+        raise error(f"{what} {state}", where=str(path), fix=fix_missing)
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -158,14 +172,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk names no file: say which one could not be written
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """An empty folder in PARENT (mode as mkdir would make it), for a whole output written at once."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    return tmp
 
 
 def atomic_write_text(path: Path, text: str) -> None:

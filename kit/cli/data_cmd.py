@@ -35,7 +35,9 @@ def check(paths: tuple[Path, ...], max_seq_len: int, as_json: bool, markdown: bo
     paths = list(paths) or [SHIPPED / "train.jsonl", SHIPPED / "eval.jsonl"]
     for path in paths:
         if not path.is_file():
-            raise DataError("data file not found", where=str(path),
+            state = "is a directory, not a file" if path.is_dir() else "is not a regular file" if path.exists() \
+                else "not found"
+            raise DataError(f"data file {state}", where=str(path),
                             fix="pass the path of a chat JSONL file, or run `kit data build` to make the shipped ones")
     report = datacheck.check_files(paths, max_seq_len)
     if report["problems"]:

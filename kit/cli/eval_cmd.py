@@ -21,7 +21,7 @@ _PATH = click.Path(path_type=Path)
 @click.option("--responses", type=_PATH, help="JSONL of {id, response}: raw model text to score.")
 @click.option("--data", type=_PATH, help="Eval JSONL the responses answer (rows with meta).")
 @click.option("--output", "-o", type=_PATH, help="Write the metrics JSON here.")
-@click.option("--worst", default=10, show_default=True, help="How many failing rows to show.")
+@click.option("--worst", default=10, show_default=True, type=click.IntRange(min=0), help="How many failing rows to show.")
 @click.option("--fail-under-targets", is_flag=True, help="Exit 1 when a metric misses its target or has no data.")
 @click.option("--base-only", is_flag=True,
               help="With RUN_DIR: evaluate the base model without the adapter (writes RUN/eval-base/).")
@@ -36,6 +36,16 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
     kit eval RUN_DIR --base-only                     the same for the base model alone
     kit compare RUN/eval-base/metrics.json RUN       base vs base + adapter, side by side
     """
+    if run_dir and (responses or data):
+        raise KitError("RUN_DIR and --responses/--data are two ways to evaluate, not one",
+                       fix="pass RUN_DIR (generate with the run's model), or --responses R.jsonl --data EVAL.jsonl")
+    if base_only and not run_dir:
+        raise KitError("--base-only goes with RUN_DIR", fix="pass RUN_DIR --base-only")
+    if output:
+        from kit import rundir
+
+        rundir.check_output_path(output, "metrics output", folder=False)
+        rundir.check_writable(output.parent, "metrics output", need_bytes=16 << 20)
     if responses or data:
         if not (responses and data):
             raise KitError("--responses and --data go together", fix="pass both files, or only RUN_DIR")

@@ -11,6 +11,7 @@ from kit.cli.recipes_cmd import RECIPE, gpu_memory_option
 from kit.errors import EXIT_BAD_INPUT
 
 DEFAULT_7B = "kwanzaa-olmo7b-qlora"
+SEQ_LEN_MAX = 131072  # a recipe's data.max_seq_len bound
 
 
 @click.command()
@@ -45,7 +46,7 @@ def _render_doctor(m: dict) -> None:
               help="Plan this recipe (default: the two Kwanzaa recipes, and which one to run).")
 @gpu_memory_option("Plan for a card with this much free memory (GiB) instead of the detected one.")
 @click.option("--gpu-name", default=None, help="Name of that card, for the time estimate (e.g. 'RTX 4090').")
-@click.option("--seq-len", type=click.IntRange(min=16), default=None,
+@click.option("--seq-len", type=click.IntRange(min=16, max=SEQ_LEN_MAX), default=None,
               help="Tokens per sequence (default: the recipe's max_seq_len).")
 @click.option("--nproc", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
               help="Plan for this many data-parallel GPUs (memory is per GPU; the time is the whole run's).")
@@ -174,7 +175,7 @@ def _render_plan(p: dict) -> None:
 @click.option("--recipe", "-r", type=RECIPE, default=DEFAULT_7B, show_default=True)
 @click.option("--strategy", "strategies", type=click.Choice(["lora", "qlora", "both"]), default="both", show_default=True)
 @click.option("--seq-lens", default="2048", show_default=True, help="Comma-separated sequence lengths.")
-@click.option("--steps", type=click.IntRange(min=2), default=6, show_default=True)
+@click.option("--steps", type=click.IntRange(min=2, max=10000), default=6, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Steps left out of the timing.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
 @json_option
@@ -184,12 +185,22 @@ def qualify(recipe, strategies, seq_lens, steps, warmup, output, as_json):
     from kit.recipe import load_recipe
     from kit.train import qualify as q
 
-    loaded = load_recipe(recipe)
     try:
         lens = [int(x) for x in seq_lens.split(",") if x.strip()]
     except ValueError:
-        raise click.BadParameter(f"{seq_lens!r} is not a comma-separated list of integers",
-                                 param_hint="--seq-lens") from None
+        lens = []
+    if not lens or not all(16 <= n <= SEQ_LEN_MAX for n in lens) or len(lens) > 64:
+        raise click.BadParameter(f"{seq_lens[:80]!r} is not a comma-separated list of lengths from 16 to "
+                                 f"{SEQ_LEN_MAX}", param_hint="--seq-lens")
+    if warmup >= steps:
+        raise click.BadParameter(f"{warmup} warm-up steps leave none of the {steps} steps to time",
+                                 param_hint="--warmup")
+    if output:
+        from kit import rundir
+
+        rundir.check_output_path(output, "qualify output", folder=False)
+        rundir.check_writable(output.parent, "qualify output", need_bytes=1 << 20)
+    loaded = load_recipe(recipe)
     chosen = ["lora", "qlora"] if strategies == "both" else [strategies]
     total_tokens, _ = _recipe_tokens(loaded)
 

@@ -11,6 +11,19 @@ import click
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines).")
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A number in a range, and a number at all: click's FloatRange lets `nan` through (no
+    comparison with NaN is false)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
@@ -18,17 +31,24 @@ def console(stderr: bool = False):
 
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], None]) -> None:
-    """Print `result` as JSON, or hand it to `render` for people."""
+    """Print `result` as JSON (exact paths, no tokens), or hand it, scrubbed as a report is (no home
+    path, user or host name, token), to `render` for people."""
+    from kit.report.scrub import private_values, scrub, scrub_path
+
+    private = private_values()
     if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+        text = json.dumps(result, indent=2, sort_keys=True, default=str)
+        click.echo(scrub_path(text, {**private, "homes": []}))
     else:
-        render(result)
+        render(scrub(result, private))
 
 
 def say(message: str) -> None:
     """A progress line for people, on stderr so that stdout stays clean for --json. Never wrapped:
-    these lines carry commands and paths that people copy."""
-    console(stderr=True).print(message, soft_wrap=True)
+    these lines carry commands and paths that people copy. Scrubbed as a report is."""
+    from kit.report.scrub import private_values, scrub_text
+
+    console(stderr=True).print(scrub_text(message, private_values()), soft_wrap=True)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]):

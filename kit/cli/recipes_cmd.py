@@ -27,7 +27,10 @@ RECIPE = RecipeRef()
 
 
 def gpu_memory_option(help_text: str):
-    return click.option("--gpu-memory", type=click.FloatRange(min=0.5), default=None, metavar="GIB", help=help_text)
+    from kit.cli.output import FiniteFloatRange
+
+    return click.option("--gpu-memory", type=FiniteFloatRange(min=0.5, max=1e5), default=None, metavar="GIB",
+                        help=help_text)
 
 
 def default_recipe(gpu_memory_gib: float | None) -> tuple[Path, str]:

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
+from kit import rundir
 from kit.cli.output import byte_progress, console, emit, json_option, say, step_progress, table
 from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option, recipe_notes
+from kit.errors import EXIT_CHECK_FAILED, KitError, ResourceError
+
+
+class RunFailed(KitError):
+    """A run that started and then failed (not bad input): exit 1, one line, the log named."""
+
+    exit_code = EXIT_CHECK_FAILED
 
 
 @click.command()
@@ -20,9 +28,10 @@ from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memo
               help="Override the recipe's (or the planner's) choice; recorded in the manifest.")
 @click.option("--allow-data-change", is_flag=True, help="Train on data whose sha256 is not the recipe's (recorded).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Continue an interrupted run from its last checkpoint.")
-@click.option("--nproc", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
-              help="Data-parallel processes on this machine (one per GPU; gloo on CPUs). Part of the hardware class.")
+              help="Continue an interrupted run from its last checkpoint, with the flags it started with.")
+@click.option("--nproc", type=click.IntRange(min=1, max=1024), default=None,
+              help="Data-parallel processes on this machine (one per GPU; gloo on CPUs). Part of the hardware "
+                   "class. Default 1; with --resume, the run's own.")
 @click.option("--nnodes", type=click.IntRange(min=1, max=4096), default=1, show_default=True,
               help="Machines in the run, each running this command with --nproc processes.")
 @click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
@@ -38,28 +47,30 @@ from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memo
 def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes, node_rank, rdzv_endpoint,
           gpu_memory, random_weights, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
-    from kit.train import distributed, runner
-    from kit.train.loop import Interrupted
+    from kit.train import distributed, resume
 
     if resume_dir and (recipe or output or gpu_memory or random_weights):
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
     if node_rank >= nnodes:
         raise click.BadParameter(f"{node_rank} is not below --nnodes {nnodes}", param_hint="--node-rank")
-    if (nproc > 1 or nnodes > 1) and (gpu_memory or random_weights):
+    if ((nproc or 1) > 1 or nnodes > 1) and (gpu_memory or random_weights):
         raise click.UsageError("--gpu-memory and --random-weights run in one process: leave out --nproc and --nnodes")
     if resume_dir:
         output, to_train = resume_dir, None
+        if not distributed.is_worker():
+            nproc = resume.check(resume_dir, strategy, allow_data_change, nproc)  # the run's own flags
     else:
         to_train = _recipe_to_train(recipe, gpu_memory, random_weights, quiet=as_json or distributed.is_worker())
         output = output or Path("runs") / (to_train.recipe.name if random_weights else to_train.path.stem)
+    nproc = nproc or 1
     if (nproc > 1 or nnodes > 1) and not distributed.is_worker():
+        _check_nproc(nproc)
         _launch(nproc, to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json, nnodes,
                 node_rank, rdzv_endpoint)
         return
     if distributed.is_worker():
         _work(to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json)
         return
-    say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else to_train.recipe.name} -> {output}")
     if random_weights and gpu_memory:
         # built before the cap (and cached): making 7B random weights on the GPU takes more than a small
         # card holds, while training them 4-bit does not; the weights are the same either way
@@ -67,19 +78,62 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
 
         source.materialize_random(to_train.recipe.model)
     cap_gpu_memory(gpu_memory)
+    manifest = _train_here(to_train if random_weights else to_train and to_train.path, output, strategy,
+                           allow_data_change, resume_dir, as_json)
+    emit(_train_summary(manifest, output), as_json, _render_train)
+
+
+def _train_here(recipe, output, strategy, allow_data_change, resume_dir, as_json) -> dict:
+    """Train in this process; a run that started and then failed is one line naming its log."""
+    from kit.train import runner
+    from kit.train.loop import Interrupted
+
+    def banner():  # once the inputs are checked: a refusal stays one line
+        say(f"[bold]kit train[/] {('--resume ' + str(output)) if resume_dir else _name(recipe)} -> {output}")
+
     on_step, close = step_progress(as_json)
     try:
         with byte_progress(as_json):
-            manifest = runner.train_run(to_train if random_weights else to_train and to_train.path, output, strategy,
-                                        allow_data_change, bool(resume_dir), on_step=on_step)
+            return runner.train_run(recipe, output, strategy, allow_data_change, bool(resume_dir), on_step=on_step,
+                                    on_start=banner)
     except Interrupted as e:
         close()
         say(f"[yellow]interrupted[/] after step {e.step} (signal {e.signum}); a checkpoint was saved. "
             f"Continue with: kit train --resume {output}")
         raise SystemExit(128 + e.signum) from None
+    except (KitError, KeyboardInterrupt):
+        raise
+    except OSError as e:  # a full disk, a folder made read-only: the manifest and the last checkpoint stay
+        if not (Path(output) / rundir.LOG).is_file():
+            raise
+        raise ResourceError(f"the run stopped: {e.strerror or e}", where=str(e.filename or output),
+                            fix=f"free some disk space (or make the folder writable), then `kit train --resume "
+                                f"{output}`") from None
+    except Exception as e:  # the run started and failed: its manifest says so, its log has the traceback
+        if not (Path(output) / rundir.LOG).is_file():
+            raise
+        raise RunFailed(f"the run failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e) else ''}",
+                        where=str(Path(output) / rundir.LOG),
+                        fix=f"the traceback is in that log; `kit train --resume {output}` continues from the last "
+                            "checkpoint") from None
     finally:
         close()
-    emit(_train_summary(manifest, output), as_json, _render_train)
+
+
+def _name(recipe) -> str:
+    return recipe.recipe.name if hasattr(recipe, "recipe") else str(recipe)
+
+
+def _check_nproc(nproc: int) -> None:
+    """One process per GPU, or per CPU core without one: more would only queue on the same device."""
+    import os
+
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else (os.cpu_count() or 1)
+    if nproc > available:
+        kind = "GPU(s)" if torch.cuda.is_available() else "CPU core(s)"
+        raise click.BadParameter(f"{nproc} processes on {available} {kind}", param_hint="--nproc")
 
 
 def _work(recipe, output, strategy, allow_data_change, resume_dir, as_json) -> None:

@@ -11,7 +11,8 @@ import click
 
 from kit.cli.output import byte_progress, console, emit, generation_progress, json_option, say, step_progress, table
 from kit.cli.recipes_cmd import RECIPE, cap_gpu_memory, default_recipe, gpu_memory_option, recipe_notes
-from kit.errors import EXIT_CHECK_FAILED, EXIT_OK
+from kit.errors import EXIT_CHECK_FAILED, EXIT_OK, KitError, ReferenceFileError
+from kit.verify.judge import InputsDifferError
 
 _PATH = click.Path(path_type=Path)
 _COLOUR = {"bit-exact": "green", "equivalent": "green", "mismatch": "red", "no-reference": "yellow"}
@@ -45,7 +46,11 @@ def verify_command(run_dir, reference_file, allow_input_change, artifact, checks
         raise click.UsageError("pass RUN_DIR (or --artifact DIR)")
     if checksums:
         raise click.UsageError("--checksums goes with --artifact")
-    result = judge.verify_run(run_dir, reference_file, allow_input_change)
+    from kit import rundir
+
+    rundir.read_manifest(run_dir)  # a folder that is not a run is refused before it is locked
+    with rundir.RunLock(run_dir):  # not while another command is writing the run
+        result = judge.verify_run(run_dir, reference_file, allow_input_change)
     emit(result, as_json, _render_verdict)
     click.get_current_context().exit(result["exit_code"])
 
@@ -73,22 +78,49 @@ def report_command(run_dir, reference_file, output, repo_id, dry_run, bundle_dir
     nothing is sent. Nothing private is written: home paths, user and host names and tokens are
     scrubbed from every file.
     """
+    from kit import fingerprint, rundir
     from kit.report import build as report
 
     if (dry_run or bundle_dir) and repo_id is None:
         raise click.UsageError("--dry-run and --bundle go with --upload [REPO_ID]")
-    rep = report.build(run_dir, reference_file)
-    files = report.write(rep, output or Path(run_dir) / "report")
-    result = {"verdict": rep["verdict"], "files": [str(f) for f in files]}
     if repo_id is not None:
-        result["upload"] = _send(files, repo_id, rep, dry_run, output or Path(run_dir) / "report", bundle_dir)
+        from kit.report import dataset
+
+        repo_id = repo_id or dataset.official_repo()
+        _check_repo_id(repo_id)
+    out_dir = output or Path(run_dir) / "report"
+    rundir.check_output_path(out_dir, "report folder", folder=True)
+    rundir.read_manifest(run_dir, complete=True)  # a folder that is not a run is refused before it is locked
+    with rundir.RunLock(run_dir):
+        fingerprint.check_outputs(run_dir)  # a report vouches for the files: verified before they are read
+        rundir.check_writable(out_dir, "report folder", need_bytes=16 << 20)
+        rep = report.build(run_dir, reference_file)
+        files = report.write(rep, out_dir)
+        result = {"verdict": rep["verdict"], "files": [str(f) for f in files]}
+        if repo_id is not None:
+            result["upload"] = _send(files, repo_id, rep, dry_run, out_dir, bundle_dir)
     emit(result, as_json, _render_report)
 
 
-def _send(files, repo_id, rep, dry_run, out_dir, bundle_dir) -> dict:
-    from kit.report import dataset, upload
+def _check_repo_id(repo_id: str) -> None:
+    """OWNER/NAME as the Hub spells a repo id (huggingface_hub's own rule), before anything is built."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
-    return upload.send(files, repo_id or dataset.official_repo(), rep, dry_run, out_dir, bundle_dir)
+    try:
+        validate_repo_id(repo_id)
+        ok = repo_id.count("/") == 1
+    except HFValidationError:
+        ok = False
+    if not ok:
+        raise KitError(f"{repo_id[:100]!r} is not a Hub dataset repo id", where="--upload",
+                       fix="pass OWNER/NAME (letters, digits, '-', '_', '.'), e.g. my-org/kwanzaa-reports")
+
+
+def _send(files, repo_id, rep, dry_run, out_dir, bundle_dir) -> dict:
+    from kit.report import upload
+
+    return upload.send(files, repo_id, rep, dry_run, out_dir, bundle_dir)
 
 
 @click.command("reproduce")
@@ -123,10 +155,24 @@ def reproduce_command(recipe, output, gpu_memory, as_json):
         say(f"[yellow]interrupted[/] after step {e.step}; continue with: kit train --resume {output}, "
             f"then kit eval {output} && kit verify {output}")
         raise SystemExit(128 + e.signum) from None
+    except (InputsDifferError, ReferenceFileError) as e:  # the report is written; say what to run next
+        raise _next_step(e, output) from None
     finally:
         close()
     emit(result, as_json, lambda r: _render_verdict(r["verification"]))
     click.get_current_context().exit(result["verification"]["exit_code"])
+
+
+def _next_step(e: KitError, output: Path) -> KitError:
+    """The verification's refusal, with a fix naming a command that has the flag it names."""
+    if isinstance(e, InputsDifferError):
+        fix = (f"train with the reference's recipe and data; or compare anyway: `kit verify {output} "
+               "--allow-input-change` (the verdict is then mismatch)")
+    elif "--reference" in (e.fix or ""):
+        fix = f"compare with another reference: `kit verify {output} --reference FILE` (scripts/make_references.py makes one)"
+    else:
+        return e
+    return type(e)(e.reason, where=e.where, fix=fix)
 
 
 def _stage_line():

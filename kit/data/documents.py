@@ -91,7 +91,8 @@ def query_of(user_turn: str) -> str | None:
 
 def last_user_turn(messages) -> str:
     """The content of the last user message of a row ('' when there is none)."""
-    users = [m.get("content") for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+    users = [m.get("content") for m in (messages if isinstance(messages, list) else [])
+             if isinstance(m, dict) and m.get("role") == "user"]
     return users[-1] if users and isinstance(users[-1], str) else ""
 
 

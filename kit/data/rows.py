@@ -83,7 +83,9 @@ def encode_file(tokenizer, path: Path, max_seq_len: int, max_rows: int | None = 
 def check_pinned(path: Path, expected_sha256: str, allow_change: bool, key: str) -> str:
     """The file's sha256; refused when it is not the one the recipe pins (unless allowed)."""
     if not path.is_file():
-        raise DataError("data file not found", where=str(path), fix=f"check {key.split('_')[0]} in the recipe")
+        state = "is a directory, not a file" if path.is_dir() else "is not a regular file" if path.exists() \
+            else "not found"
+        raise DataError(f"data file {state}", where=str(path), fix=f"check {key.split('_')[0]} in the recipe")
     actual = io.sha256_file(path)
     if actual != expected_sha256 and not allow_change:
         raise DataError(f"{path.name} has sha256 {actual[:12]}..., the recipe pins {expected_sha256[:12]}... "

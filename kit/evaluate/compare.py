@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from kit import io
+from kit import io, rundir
 from kit.errors import DataError
 from kit.evaluate.score import METRICS_SCHEMA, TARGETS, fraction
 
@@ -18,7 +18,18 @@ def read_metrics(path: Path) -> dict:
                          "re-run kit eval --output")
     if not isinstance(obj, dict) or obj.get("schema") != METRICS_SCHEMA or not isinstance(obj.get("metrics"), dict):
         raise DataError(f"not a {METRICS_SCHEMA} metrics file", where=str(file), fix="re-run kit eval --output")
+    for name, m in obj["metrics"].items():
+        cov = (m or {}).get("by_persona") if isinstance(m, dict) and name == "citation_coverage" else None
+        for label, part in [(name, m), *((f"{name}.by_persona.{p}", v) for p, v in _items(cov))]:
+            if part is not None:
+                rundir.require(part if isinstance(part, dict) else {}, {"numerator": int, "denominator": int,
+                                                                        "meets_target?": bool},
+                               str(file), f"metrics.{label}", fix="re-run kit eval --output", error=DataError)
     return obj
+
+
+def _items(obj) -> list:
+    return list(obj.items()) if isinstance(obj, dict) else []
 
 
 def _exact(m: dict | None) -> Fraction | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from kit.data import rows as data
 from kit.data.batches import collate
 from kit.data.rows import IGNORE_INDEX, encode_messages, encode_prompt
 from kit.data.tokenizer import load_checked_tokenizer
+from kit.errors import RunDirError
 from kit.evaluate import score
 from kit.hardware import GiB
 from kit.model import card, load, merge, source
@@ -26,6 +28,7 @@ from kit.model.load import forward_loss
 from kit.recipe import from_resolved
 
 log = logging.getLogger("kit.evaluate")
+EVAL_OUTPUTS = ("eval_responses", "eval_metrics")
 
 
 @dataclass
@@ -43,20 +46,23 @@ class Loaded:
 
 def load_run(run: Path, base_only: bool = False) -> Loaded:
     """RUN's recipe, determinism switches, pinned eval rows, tokenizer, and its base model with the
-    adapter (or, with base_only, without)."""
+    adapter (or, with base_only, without). Verified before read: files that no longer match the
+    manifest's fingerprints are refused, and so is a run folder this command could not write to."""
     import torch
 
     load.quiet_transformers()
     manifest = rundir.read_manifest(run, complete=True)
+    fingerprint.check_outputs(run, fingerprint.TRAINED)
     recipe = from_resolved(rundir.read_json(run / rundir.RECIPE, "recipe.json"), str(run / rundir.RECIPE))
     switches = determinism.apply(recipe.seed, recipe.determinism)
     # where the recipe file was (for a local model's relative path); a run copied from another
     # machine has none, and then only hub and random-init models resolve
-    local = rundir.read_json(run / rundir.LOCAL, ".local.json") if (run / rundir.LOCAL).is_file() else {}
+    local = rundir.read_local(run)
     eval_path = run / rundir.DATA / "eval.jsonl"
-    data.check_pinned(eval_path, manifest["inputs"]["dataset"]["eval"]["sha256"], False, "inputs.dataset.eval")
+    _check_eval_data(eval_path, manifest["inputs"]["dataset"]["eval"]["sha256"])
     rows = data.read_rows(eval_path)
     rows = rows[:recipe.data.max_eval_rows] if recipe.data.max_eval_rows else rows
+    rundir.check_writable(run / ("eval-base" if base_only else rundir.EVAL), "evaluation output")
 
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
     base_path = source.resolve_base_model(recipe.model, Path(local.get("recipe_path", run / rundir.RECIPE)).parent)
@@ -85,8 +91,25 @@ def generation_settings(recipe, strategy: str, tok, rows: list[dict], device: st
             "merge": how}
 
 
+def _check_eval_data(path: Path, recorded: str) -> None:
+    actual = io.sha256_file(path) if path.is_file() else None
+    if actual != recorded:
+        state = "is gone" if actual is None else f"has sha256 {actual[:12]}..., not the {recorded[:12]}... it was trained with"
+        raise RunDirError(f"the run's copy of its eval data {state}", where=str(path),
+                          fix="restore the file from the data the run was trained with")
+
+
 def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
-    """Evaluate RUN's adapter (or, with base_only, the base model alone); returns the metrics."""
+    """Evaluate RUN's adapter (or, with base_only, the base model alone); returns the metrics.
+    Under the run's lock; the outputs are published whole, and only they are added to the manifest."""
+    run = Path(run)
+    rundir.read_manifest(run)  # a folder that is not a run is refused before it is locked
+    with rundir.RunLock(run):
+        rundir.clean_temp(run)
+        return _evaluate(run, base_only, on_batch)
+
+
+def _evaluate(run: Path, base_only: bool, on_batch) -> dict:
     loaded = load_run(run, base_only)
     manifest, recipe, switches, rows, device, tok, net = (loaded.manifest, loaded.recipe, loaded.switches,
                                                           loaded.rows, loaded.device, loaded.tok, loaded.net)
@@ -104,7 +127,28 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
               "new_tokens_per_s": round(new_tokens / (seconds - loss_seconds), 1) if seconds > loss_seconds else None,
               "device": device}
 
-    out_dir = run / ("eval-base" if base_only else rundir.EVAL)
+    final_dir = run / ("eval-base" if base_only else rundir.EVAL)
+    out_dir = rundir.temp_dir(final_dir)  # published whole once every file is written, else removed
+    try:
+        result = _write_outputs(out_dir, rows, responses, settings, switches, eval_loss, timing, base_only)
+        rundir.publish_dir(out_dir, final_dir)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if not base_only:  # this command's own outputs only: the training's were fingerprinted by kit train
+        manifest = rundir.read_manifest(run, complete=True)
+        # the adapter's card gets the eval results: a document beside the weights, not a bit-exact
+        # output (kit.model.card), rewritten whole by this command, so only its own entry changes
+        card.write_card(run / rundir.ADAPTER, recipe, manifest["inputs"]["recipe"]["sha256"],
+                        manifest["plan"]["strategy"], result)
+        manifest["outputs"]["adapter"]["files"][card.README] = io.sha256_file(run / rundir.ADAPTER / card.README)
+        manifest["outputs"] = {**manifest["outputs"], **fingerprint.output_fingerprints(run, EVAL_OUTPUTS)}
+        manifest["eval"] = {"eval_loss": eval_loss, **timing}
+        io.atomic_write_json(manifest_path, manifest)
+    return {**result, "timing": timing}  # timing.json apart: seconds are not deterministic
+
+
+def _write_outputs(out_dir: Path, rows, responses, settings: dict, switches, eval_loss, timing: dict,
+                   base_only: bool) -> dict:
     lines = "".join(json.dumps({"id": r["id"], "response": text}, ensure_ascii=False, sort_keys=True) + "\n"
                     for r, text in zip(rows, responses))
     io.atomic_write_text(out_dir / "responses.jsonl", lines)
@@ -114,26 +158,33 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
               "determinism": switches}
     io.atomic_write_json(out_dir / "metrics.json", result)
     io.atomic_write_json(out_dir / "timing.json", timing)
-    if not base_only:
-        # the adapter's card gets the eval results (not a bit-exact output: kit.model.card)
-        card.write_card(run / rundir.ADAPTER, recipe, manifest["inputs"]["recipe"]["sha256"],
-                        manifest["plan"]["strategy"], result)
-        manifest["outputs"] = fingerprint.output_fingerprints(run)
-        manifest["eval"] = {"eval_loss": eval_loss, **timing}
-        io.atomic_write_json(manifest_path, manifest)
-    return {**result, "timing": timing}  # timing.json apart: seconds are not deterministic
+    return result
 
 
 def _load(base_path: Path, recipe, strategy: str, device: str, adapter_dir: Path | None, merge_how: str | None):
     net = load.load_base(base_path, recipe, strategy, device)
     if adapter_dir is not None:
-        from peft import PeftModel
-
-        net = PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
+        net = _with_adapter(net, adapter_dir)
         if merge_how:
             net = merge.merge(net, merge_how)
     net.eval()
     return net
+
+
+def _with_adapter(net, adapter_dir: Path):
+    """The adapter on the base model, from safetensors only (a pickle file can run code when loaded)."""
+    from peft import PeftModel
+
+    pickles = sorted(p.name for p in adapter_dir.iterdir() if p.suffix in rundir.PICKLE_SUFFIXES)
+    if pickles or not (adapter_dir / rundir.ADAPTER_WEIGHTS).is_file():
+        raise RunDirError(f"the adapter must be {rundir.ADAPTER_WEIGHTS} (safetensors), not pickle files "
+                          f"({', '.join(pickles) or 'none found'})", where=str(adapter_dir),
+                          fix="restore the adapter written by `kit train`")
+    try:
+        return PeftModel.from_pretrained(net, adapter_dir, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError) as e:  # e.g. tensors of another shape
+        raise RunDirError(f"cannot load the adapter onto the base model: {str(e).strip().splitlines()[0][:200]}",
+                          where=str(adapter_dir), fix="restore the adapter written by `kit train`") from None
 
 
 def _teacher_forced_loss(net, tok, rows: list[dict], batch_size: int, device: str) -> dict:

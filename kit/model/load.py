@@ -111,3 +111,46 @@ def _loss_of(lm_head, hidden, targets):
     import torch
 
     return torch.nn.functional.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
+
+
+def check_base_model(path: Path, target_modules: list[str], where: str) -> None:
+    """Before a run directory exists: the model that config.json describes is built on the meta
+    device (no weights read, no memory used); its weight files must hold tensors of the shapes it
+    needs, and every LoRA target must be a layer of it that LoRA can wrap (matched as peft matches a
+    list: the module's name, or its last dotted parts)."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from kit.errors import RecipeError
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    except Exception as e:  # any way a config can fail to describe a model
+        raise ModelSourceError(f"config.json does not describe a model this kit can build: "
+                               f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e) else ''}",
+                               where=str(Path(path) / "config.json"),
+                               fix="point the recipe at a model folder saved with save_pretrained") from None
+    needed = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {}
+    for weights in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as f:
+            for name in f.keys():
+                found[name] = (weights.name, tuple(f.get_slice(name).get_shape()))
+    for name, (file, shape) in found.items():
+        if name in needed and needed[name] != shape:
+            raise ModelSourceError(f"{name} is {list(shape)} in {file}, but config.json needs {list(needed[name])}",
+                                   where=str(Path(path) / file), fix="use the weights that belong to this config.json")
+    if found and sum(1 for n in needed if n in found) < len(needed) / 2:
+        raise ModelSourceError("the weight files hold few of the tensors config.json describes", where=str(path),
+                               fix="use the weights that belong to this config.json")
+    kinds = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+    modules = dict(model.named_modules())
+    wrappable = sorted({name.rsplit(".", 1)[-1] for name, m in modules.items() if isinstance(m, kinds)})
+    for key in target_modules:
+        matched = [m for name, m in modules.items() if name == key or name.endswith(f".{key}")]
+        if not matched or not all(isinstance(m, kinds) for m in matched):
+            what = "is not a module of the base model" if not matched else "is not a layer LoRA can wrap"
+            raise RecipeError(f"{key!r} {what}", where=where, fix=f"use some of: {', '.join(wrappable)}")

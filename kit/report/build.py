@@ -39,7 +39,7 @@ def build(run: Path, reference_path: Path | None = None, verification: dict | No
                                                                      results["environment"]["hardware"])):
         verification = verify.verify_run(run, reference_path, allow_input_change=True)
     manifest = rundir.read_manifest(run, complete=True)
-    scored = rundir.read_json(run / rundir.EVAL / "metrics.json", "eval/metrics.json")
+    scored = rundir.read_metrics(run / rundir.EVAL / "metrics.json")
     checks = {c["name"]: c for c in (verification or {}).get("checks", [])}
     env = manifest["inputs"]["environment"]
     recipe_file = _recipe_file(manifest)
@@ -120,11 +120,13 @@ def _commands(recipe_file: str, ref_file: str | None) -> list[str]:
 # ---- writing ---------------------------------------------------------------------------------
 
 def write(report: dict, out_dir: Path) -> list[Path]:
-    """report.json, report.md and loss_curve.png in OUT_DIR (default RUN/report)."""
+    """report.json, report.md and loss_curve.png in OUT_DIR (default RUN/report), each written
+    atomically, in the order that never leaves a file pointing at one not yet there: the picture,
+    then report.md that shows it, then report.json (what --upload sends) last."""
     out_dir = Path(out_dir)
-    io.atomic_write_json(out_dir / "report.json", report)
-    io.atomic_write_text(out_dir / "report.md", scrub_text(render_markdown(report), private_values()))
     plot_loss_curve(report, out_dir / "loss_curve.png")
+    io.atomic_write_text(out_dir / "report.md", scrub_text(render_markdown(report), private_values()))
+    io.atomic_write_json(out_dir / "report.json", report)
     return [out_dir / name for name in FILES]
 
 
@@ -214,6 +216,9 @@ def plot_loss_curve(r: dict, path: Path) -> None:
     ax.set(xlabel="optimizer step", ylabel="training loss", title=f"{r['run']['recipe_name']}: {r['verdict']}")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    import io as bytes_io
+
+    png = bytes_io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
     plt.close(fig)
+    io.atomic_write_bytes(path, png.getvalue())

@@ -1,5 +1,7 @@
 """What must never leave this machine: home paths, user and host names, tokens. Every string of a
-report (and every line the CLI prints about a run) goes through `scrub` first."""
+report goes through `scrub` first, and so does what the CLI prints for people and every error line
+(console output gets pasted into bug reports too); --json output keeps its paths exact and loses
+its tokens only."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_API_TOKEN")
+GENERIC_ACCOUNTS = {"root", "nobody"}  # names no person goes by: scrubbing them would only garble paths
 _HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 _SECRET_KEY = re.compile(r"(^|[_-])(token|api_?key|secret|password|passwd|credentials?)$", re.I)
 
@@ -38,16 +41,23 @@ def private_values() -> dict[str, list[str]]:
         return sorted({v.rstrip("/") if v != "/" else v for v in values if v and len(v) >= min_len and v != "/"},
                       key=len, reverse=True)
 
-    return {"tokens": keep(tokens, 8), "homes": keep(homes), "hosts": keep(hosts), "users": keep(users)}
+    return {"tokens": keep(tokens, 8), "homes": keep(homes), "hosts": keep(hosts),
+            "users": keep(users - GENERIC_ACCOUNTS)}
 
 
-def scrub_text(text: str, private: dict[str, list[str]]) -> str:
-    """Tokens -> <redacted>, home folders -> ~, host names -> <host>, user names -> <user>."""
+def scrub_path(text: str, private: dict[str, list[str]]) -> str:
+    """Tokens -> <redacted>, home folders -> ~ (a path stays one a shell understands)."""
     for token in private["tokens"]:
         text = text.replace(token, "<redacted>")
     text = _HF_TOKEN.sub("<redacted>", text)
     for home in private["homes"]:
-        text = text.replace(home, "~")
+        text = re.sub(rf"(?<![\w.-]){re.escape(home)}(?![\w.-])", "~", text)
+    return text
+
+
+def scrub_text(text: str, private: dict[str, list[str]]) -> str:
+    """Tokens -> <redacted>, home folders -> ~, host names -> <host>, user names -> <user>."""
+    text = scrub_path(text, private)
     for label, values in (("<host>", private["hosts"]), ("<user>", private["users"])):
         for v in values:
             text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(v)}(?![A-Za-z0-9_])", label, text)

@@ -33,7 +33,7 @@ def save(run: Path, step: int, model, optimizer, scheduler, rng_states: list | N
 
     root = _dir(run)
     root.mkdir(parents=True, exist_ok=True)
-    _check_disk(root, model)
+    check_disk(root, model)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
@@ -56,10 +56,11 @@ def save(run: Path, step: int, model, optimizer, scheduler, rng_states: list | N
     return final
 
 
-def _check_disk(root: Path, model) -> None:
+def check_disk(root: Path, model) -> None:
+    """Refuse to start (or to write a checkpoint) without room for one: adapter and optimizer state."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     needed = trainable * 4 * 4 + (64 << 20)  # fp32 adapter + 2 optimizer moments + 1 spare copy + 64 MiB
-    free = shutil.disk_usage(root).free
+    free = shutil.disk_usage(root if root.exists() else root.parent).free
     if free < needed:
         raise ResourceError(f"only {free / 2**30:.2f} GiB free for a checkpoint of about {needed / 2**30:.2f} GiB; "
                             "the last good checkpoint is kept", where=str(root),
@@ -70,6 +71,8 @@ def valid(ckpt: Path) -> bool:
     meta_path = ckpt / "checkpoint.json"
     try:
         meta = rundir.read_json(meta_path)
+        if not isinstance(meta["step"], int) or isinstance(meta["step"], bool) or set(meta["files"]) != set(FILES):
+            return False
         return all(io.sha256_file(ckpt / name) == digest for name, digest in meta["files"].items())
     except (OSError, ValueError, KeyError, TypeError, KitError):
         return False
@@ -97,4 +100,4 @@ def restore_latest(run: Path, model, optimizer, scheduler, rank: int = 0) -> tup
 
 
 def _log_lines(run: Path, through_step: int) -> list[dict]:
-    return [x for x in rundir.read_jsonl(run / rundir.TRAIN_LOG) if x["step"] <= through_step]
+    return [x for x in rundir.read_step_log(run / rundir.TRAIN_LOG) if x["step"] <= through_step]

@@ -18,6 +18,8 @@ Features, each with its trade-off:
   of the step's rows (split_rows) and cuts it into micro-batches; the effective batch is the recipe's.
 - Checkpoints every N steps (kit.checkpoint), resumable to the same final bytes; SIGINT/SIGTERM
   save one and exit.
+- A non-finite loss or gradient norm stops the run (status `failed`) before the optimizer takes
+  the step: NaN weights are never trained on, saved or reported as complete.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from kit import determinism, io, rundir
 from kit.data.batches import collate, collate_packed
 from kit.data.rows import IGNORE_INDEX, EncodedRow
+from kit.errors import TrainingError
 from kit.model.load import forward_loss
 from kit.train import checkpoint
 from kit.train.batching import batch_sha256, micro_batches, schedule
@@ -124,12 +127,18 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, t)
     scheduler = make_scheduler(optimizer, t, len(plan))
+    log_path = run / rundir.TRAIN_LOG
+    if rank == 0:  # a kill (or a full disk) in the middle of a line leaves half of it: drop it
+        for path in (log_path, run / rundir.TIMING):
+            rundir.drop_partial_line(path)
+    dist.barrier()
     start, records = checkpoint.restore_latest(run, model, optimizer, scheduler, rank)
     if start:
         log.info("resumed from the checkpoint of step %d", start)
-    log_path = run / rundir.TRAIN_LOG
-    for path in (log_path, run / rundir.TIMING):
-        _truncate_log(path, start)
+    dist.barrier()  # every rank has read the log before rank 0 cuts it
+    if rank == 0:
+        for path in (log_path, run / rundir.TIMING):
+            _truncate_log(path, start)
     if device.startswith("cuda"):  # the steps' peak memory, as kit qualify and the planner count it
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -154,6 +163,12 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
             dist.all_reduce_grads(params)
             loss_sum = dist.sum_scalar(float(loss_sum))
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            if not (math.isfinite(loss_sum) and math.isfinite(float(grad_norm))):  # the same on every rank
+                raise TrainingError(f"the loss or gradient became non-finite at step {step} (loss {loss_sum}, "
+                                    f"grad-norm {float(grad_norm)}): training stopped, nothing was saved from it",
+                                    where=str(run / rundir.LOG),
+                                    fix="lower training.learning_rate (or check the data and the base model's "
+                                        "weights); the run's log is kept")
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -198,7 +213,7 @@ def _truncate_log(path: Path, keep_through_step: int) -> None:
     """On resume, drop log lines of steps after the checkpoint (they will be redone)."""
     if not path.exists():
         return
-    steps = [record["step"] for record in rundir.read_jsonl(path)]
+    steps = [record["step"] for record in rundir.read_step_log(path, timing=path.name == rundir.TIMING)]
     lines = [line for line in path.read_text("utf-8").splitlines() if line.strip()]
     kept = [line for line, step in zip(lines, steps) if step <= keep_through_step]
     io.atomic_write_text(path, "".join(line + "\n" for line in kept))

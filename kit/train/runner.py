@@ -1,8 +1,11 @@
 """One training run, from a recipe file to a complete run directory with its manifest.
 
 recipe -> plan (device + strategy) -> data -> model -> train -> fingerprint (manifest).
-A failed run keeps its log (logs/kit.log, with the traceback) and a manifest whose status says
-why; an interrupted one keeps its last checkpoint and resumes with `kit train --resume`.
+The manifest is written before training starts (inputs, plan, flags, environment) and only ever
+added to: a failed run keeps it, with its status and error beside them, and its log (logs/kit.log,
+with the traceback); an interrupted one keeps its last checkpoint and resumes with
+`kit train --resume`, which takes its flags from the manifest (kit.train.resume). The one process
+working in a run holds its lock (kit.rundir.RunLock).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from kit.data import rows as data
 from kit.data.tokenizer import load_checked_tokenizer
 from kit.errors import ResourceError, RunDirError
 from kit.model import card, load, source
-from kit.recipe import LoadedRecipe, from_resolved, load_recipe, with_overrides
-from kit.train import distributed
+from kit.recipe import LoadedRecipe, load_recipe, with_overrides
+from kit.train import checkpoint, distributed
+from kit.train import resume as resuming
 from kit.train.loop import Interrupted, run_loop
 from kit.train.speed import speed_summary
 
@@ -49,24 +53,63 @@ def choose_strategy(loaded: LoadedRecipe, device: str, override: str | None) -> 
     return Choice(decision.strategy, decision.reason, "planner")
 
 
-def prepare_run_dir(output: Path, resume: bool, create: bool = True) -> None:
-    """Check the output folder (empty, or a run to resume); create it unless create=False."""
-    manifest = output / rundir.MANIFEST
+def prepare_run_dir(output: Path, resume: bool, create: bool = True) -> rundir.RunLock | None:
+    """Check the output folder (empty, or a run to resume); unless create=False, create it and take
+    its lock, held until released or the process ends (a worker of a launched run leaves the lock
+    to its launcher). Resuming also clears what an interrupted write left behind."""
+    output = Path(output)
+    rundir.check_output_path(output, "run directory", folder=True)
     if resume:
-        if not (output / rundir.RECIPE).is_file() or not (output / rundir.LOCAL).is_file():
-            raise RunDirError("nothing to resume: no recipe.json in the folder", where=str(output),
+        if not output.is_dir():
+            raise RunDirError("run directory not found", where=str(output),
                               fix="pass the run directory of an interrupted `kit train`")
-        if (rundir.read_json(output / rundir.MANIFEST) if (output / rundir.MANIFEST).is_file() else {}).get(
-                "status") == "complete":
-            raise RunDirError("the run is already complete", where=str(output), fix="nothing to resume")
+        lock = _lock(output)
+        try:
+            if not (output / rundir.RECIPE).is_file():
+                raise RunDirError("nothing to resume: no recipe.json in the folder", where=str(output),
+                                  fix="pass the run directory of an interrupted `kit train`")
+            if rundir.read_manifest(output, started=True)["status"] == "complete":
+                raise RunDirError("the run is already complete", where=str(output), fix="nothing to resume")
+            if lock is not None:
+                for name in rundir.clean_temp(output):
+                    log.info("removed %s, left by an interrupted write", name)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return lock
+    _refuse_if_not_empty(output)
+    rundir.check_writable(output, "run directory")
+    if not create:
+        return None
+    output.mkdir(parents=True, exist_ok=True)
+    lock = _lock(output)
+    try:
+        _refuse_if_not_empty(output)  # another process may have started here in the meantime
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
+
+
+def _lock(output: Path) -> rundir.RunLock | None:
+    return None if distributed.is_worker() else rundir.RunLock(output).acquire()
+
+
+def _refuse_if_not_empty(output: Path) -> None:
+    if not (output.is_dir() and any(output.iterdir())):
         return
-    if output.exists() and any(output.iterdir()):
-        status = rundir.read_json(manifest).get("status") if manifest.is_file() else None
-        fix = ("run `kit train --resume " + str(output) + "`" if status in ("interrupted", "failed", "running")
-               else "choose another --output, or delete the folder")
-        raise RunDirError(f"the output folder is not empty (status: {status or 'unknown'})", where=str(output), fix=fix)
-    if create:
-        output.mkdir(parents=True, exist_ok=True)
+    if rundir.is_locked(output):
+        raise RunDirError("another kit process is working in this run directory", where=str(output),
+                          fix="wait for it to finish (or stop it), or choose another --output")
+    try:
+        status = rundir.read_manifest(output)["status"]
+    except RunDirError:
+        status = None
+    fix = (f"run `kit train --resume {output}`" if status in ("interrupted", "failed", "running")
+           else "choose another --output, or delete the folder")
+    raise RunDirError(f"the output folder is not empty (status: {status or 'unknown'})", where=str(output), fix=fix)
 
 
 def _setup_logging(run: Path, rank: int = 0) -> logging.Handler:
@@ -112,6 +155,8 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     loaded = _resolve_hub_ref(loaded)
     recipe = loaded.recipe
     base_path = source.resolve_base_model(recipe.model, loaded.path.parent)
+    base_fp = source.fingerprint_base_model(base_path, recipe.model)  # safetensors only, complete, as pinned
+    load.check_base_model(base_path, recipe.adapter.target_modules, f"{loaded.path}: adapter.target_modules")
     tok, tok_fp = load_checked_tokenizer(recipe.tokenizer, base_path)
     d = recipe.data
     if run_copy is not None:
@@ -121,7 +166,6 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     train_sha = data.check_pinned(train_path, d.train_sha256, allow_data_change, "data.train_sha256")
     eval_sha = data.check_pinned(eval_path, d.eval_sha256, allow_data_change, "data.eval_sha256")
     rows = data.encode_file(tok, train_path, d.max_seq_len, d.max_train_rows)
-    base_fp = source.fingerprint_base_model(base_path, recipe.model)
     return Inputs(loaded, choice, switches, tok, tok_fp, train_path, eval_path, train_sha, eval_sha, rows,
                   base_path, base_fp, allow_data_change)
 
@@ -138,47 +182,71 @@ def _resolve_hub_ref(loaded: LoadedRecipe) -> LoadedRecipe:
     return resolved
 
 
-def train_run(recipe_path: Path | LoadedRecipe | None, output: Path, strategy: str | None = None, allow_data_change: bool = False,
-              resume: bool = False, on_step: Callable | None = None) -> dict:
+def train_run(recipe_path: Path | LoadedRecipe | None, output: Path, strategy: str | None = None,
+              allow_data_change: bool = False, resume: bool = False, on_step: Callable | None = None,
+              on_start: Callable | None = None) -> dict:
     """Train one recipe into `output`; returns the manifest (on a worker rank > 0: {}).
-    Bad input is refused before the run directory is created."""
+    Bad input is refused before the run directory is created (on_start() is called once it is);
+    a resumed run is continued with the flags it started with, under its lock."""
     load.quiet_transformers()
-    if resume:
-        prepare_run_dir(output, resume=True)
-        recipe_json = output / rundir.RECIPE
-        local = rundir.read_json(output / rundir.LOCAL, ".local.json")
-        loaded = LoadedRecipe(from_resolved(rundir.read_json(recipe_json, "recipe.json"), str(recipe_json)),
-                              Path(local.get("recipe_path", recipe_json) if isinstance(local, dict) else recipe_json))
-        previous = rundir.read_json(output / rundir.MANIFEST)
-        allow_data_change = previous.get("inputs", {}).get("dataset", {}).get("allow_data_change", False)
-    else:  # a file, or a recipe already loaded and changed (kit train --random-weights)
-        loaded = recipe_path if isinstance(recipe_path, LoadedRecipe) else load_recipe(recipe_path)
-        if not distributed.is_worker():
-            prepare_run_dir(output, resume=False, create=False)
-    dist = distributed.current()
-    inputs = gather_inputs(loaded, strategy, allow_data_change, dist, output if resume else None)
-    if resume and previous.get("plan"):  # the choice made when the run started still holds
-        inputs.choice = Choice(**previous["plan"])
-    if not resume and not distributed.is_worker():  # with several processes, the launcher made it
-        prepare_run_dir(output, resume=False)
-    handler = _setup_logging(output, dist.rank)
-    manifest: dict = {"schema": fingerprint.MANIFEST_SCHEMA, "status": "running"}
+    output = Path(output)
+    lock, previous = None, None
     try:
-        manifest = _train(inputs, output, resume, on_step, dist)
-        return manifest
+        if resume:
+            lock = prepare_run_dir(output, resume=True)
+            previous = rundir.read_manifest(output, started=True)
+            started = resuming.check_flags(previous, strategy, allow_data_change, output)
+            resuming.check_data(output, previous)
+            loaded, strategy, allow_data_change = resuming.recipe(output), None, started["allow_data_change"]
+            flags = started
+        else:
+            # a file, or a recipe already loaded and changed (kit train --random-weights)
+            loaded = recipe_path if isinstance(recipe_path, LoadedRecipe) else load_recipe(recipe_path)
+            if not distributed.is_worker():
+                prepare_run_dir(output, resume=False, create=False)
+            flags = {"strategy": strategy, "allow_data_change": allow_data_change}
+        dist = distributed.current()
+        inputs = gather_inputs(loaded, strategy, allow_data_change, dist, output if resume else None)
+        manifest = _manifest(inputs, dist, flags)
+        if resume:
+            resuming.check_same_run(previous, manifest["inputs"], output)
+            inputs.choice = Choice(**{k: previous["plan"][k] for k in ("strategy", "reason", "source")})
+            manifest = resuming.continued(previous)
+        elif not distributed.is_worker():  # with several processes, the launcher made it
+            lock = prepare_run_dir(output, resume=False)
+        if on_start:
+            on_start()
+        return _run(inputs, output, resume, on_step, dist, manifest)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(inputs: Inputs, output: Path, resume: bool, on_step, dist, manifest: dict) -> dict:
+    """Train with the run's log open; a failure (a signal, an error) records its status and error
+    beside everything the manifest already holds, never instead of it."""
+    handler = _setup_logging(output, dist.rank)
+    try:
+        return _train(inputs, output, resume, on_step, dist, manifest)
     except BaseException as e:
-        manifest["status"] = "interrupted" if isinstance(e, Interrupted) else "failed"
-        manifest["error"] = f"{type(e).__name__}: {e}"
-        log.exception("run %s: %s", manifest["status"], e)
+        stopped = isinstance(e, (Interrupted, KeyboardInterrupt))
+        log.exception("run %s: %s", "interrupted" if stopped else "failed", e)
         if dist.is_main:
-            io.atomic_write_json(output / rundir.MANIFEST, manifest)
+            _record_stop(output, manifest, "interrupted" if stopped else "failed", f"{type(e).__name__}: {e}")
         raise
     finally:
         logging.getLogger("kit").removeHandler(handler)
         handler.close()
 
 
-def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
+def _record_stop(run: Path, manifest: dict, status: str, error: str) -> None:
+    try:
+        io.atomic_write_json(run / rundir.MANIFEST, {**manifest, "status": status, "error": error})
+    except OSError as e:  # a full disk: the manifest on disk stays as it was (status running)
+        log.error("could not record the run's status in manifest.json: %s", e)
+
+
+def _train(inp: Inputs, run: Path, resume: bool, on_step, dist, manifest: dict) -> dict:
     recipe, choice = inp.loaded.recipe, inp.choice
     log.info("strategy %s (%s); device %s x%d; determinism %s", choice.strategy, choice.reason, dist.device,
              dist.world, inp.switches)
@@ -187,8 +255,7 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
             io.atomic_write_bytes(run / rundir.DATA / name, src.read_bytes())
         io.atomic_write_json(run / rundir.LOCAL, {"recipe_path": str(inp.loaded.path.resolve())})
         io.atomic_write_json(run / rundir.RECIPE, inp.loaded.resolved_dict())
-    manifest = _manifest(inp, dist)
-    if dist.is_main:
+    if dist.is_main:  # written before training: what the run is, whatever happens to it
         io.atomic_write_json(run / rundir.MANIFEST, manifest)
     dist.barrier()
 
@@ -196,6 +263,8 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
     peft_model = load.load_for_training(inp.base_path, recipe, choice.strategy, dist.device, recipe.seed)
     trainable, n_params = peft_model.get_nb_trainable_parameters()  # counts 4-bit weights as unpacked
     log.info("trainable parameters: %d", trainable)
+    if dist.is_main:
+        checkpoint.check_disk(run / rundir.CHECKPOINTS, peft_model)
     try:
         records = run_loop(peft_model, inp.rows, recipe, run, dist.device, inp.tokenizer.pad_token_id, dist, on_step)
     except Exception as e:
@@ -205,10 +274,11 @@ def _train(inp: Inputs, run: Path, resume: bool, on_step, dist) -> dict:
     if not dist.is_main:
         dist.barrier()
         return {}
-    adapter_dir = run / rundir.ADAPTER
+    adapter_dir = rundir.temp_dir(run / rundir.ADAPTER)  # published whole, or not at all
     peft_model.save_pretrained(adapter_dir, safe_serialization=True)
     card.canonicalize_adapter_files(adapter_dir, recipe, inp.loaded.sha256(), choice.strategy)
-    manifest["outputs"] = fingerprint.output_fingerprints(run)
+    rundir.publish_dir(adapter_dir, run / rundir.ADAPTER)
+    manifest["outputs"] = fingerprint.output_fingerprints(run, fingerprint.TRAINED)
     manifest["summary"] = {"steps": len(records), "trainable_parameters": trainable,
                            "final_loss": records[-1]["loss"] if records else None,
                            "train_tokens": sum(r["tokens"] for r in records),
@@ -238,7 +308,7 @@ def out_of_memory(recipe, strategy: str, run: Path):
                          where=str(run / rundir.LOG), fix=f"run `kit plan`, then try {advice}; the run's log is kept")
 
 
-def _manifest(inp: Inputs, dist) -> dict:
+def _manifest(inp: Inputs, dist, flags: dict) -> dict:
     recipe, choice = inp.loaded.recipe, inp.choice
     hw = hardware.hardware_class(dist.device, dist.world, inp.switches["deterministic_algorithms"],
                                           inp.switches["cpu_threads"])
@@ -248,6 +318,7 @@ def _manifest(inp: Inputs, dist) -> dict:
         "status": "running",
         "recipe_name": recipe.name,
         "plan": {"strategy": choice.strategy, "reason": choice.reason, "source": choice.source},
+        "flags": flags,  # as given on the command line; `kit train --resume` takes them from here
         "determinism": inp.switches,
         "inputs": {
             "recipe": {"sha256": inp.loaded.sha256(), "file": rundir.RECIPE, "origin": _portable(inp.loaded.path)},

@@ -150,8 +150,8 @@ def run_results(run: Path) -> dict:
     if not metrics_path.is_file():
         raise RunDirError("the run has not been evaluated (no eval/metrics.json)", where=str(run),
                           fix=f"evaluate it first: `kit eval {run}`")
-    scored = rundir.read_json(metrics_path, "eval/metrics.json")
-    outputs = manifest.get("outputs", {})
+    scored = rundir.read_metrics(metrics_path)
+    outputs = manifest["outputs"]
     return {
         "seed": manifest["determinism"]["seed"],
         "recipe_name": manifest["recipe_name"],
@@ -178,7 +178,7 @@ def _input_details(run: Path, manifest: dict) -> dict:
 
 
 def _loss_curve(log: Path) -> list[dict]:
-    return [{"step": r["step"], "loss": r["loss"]} for r in rundir.read_jsonl(log)]
+    return [{"step": r["step"], "loss": r["loss"]} for r in rundir.read_step_log(log)]
 
 
 # ---- the reference file ----------------------------------------------------------------------
@@ -227,31 +227,51 @@ def build(seed_results: list[dict], recipe_seed: int, recipe_file: str, command:
     }
 
 
-_REQUIRED = ("schema", "recipe.name", "recipe.sha256", "hardware_class", "software", "inputs.recipe",
-             "inputs.dataset", "inputs.tokenizer", "inputs.base_model", "outputs.adapter_sha256", "results",
-             "seeds", "bands.eval_loss", "bands.metrics", "bands.loss_curve")
+_NUMBER_OR_NULL = (float, None)
+_REQUIRED = {"schema": str, "recipe.name": str, "recipe.sha256": str, "hardware_class": dict, "software": dict,
+             "inputs": dict, **{f"inputs.{k}": str for k in INPUT_KEYS}, "outputs": dict,
+             **{f"outputs.{k}?": str for k in OUTPUT_KEYS}, "outputs.adapter_sha256": str,
+             "outputs.adapter_files?": dict, "input_details?": dict, "results": dict,
+             "results.loss_curve": list, "seeds": list, "bands": dict, "bands.eval_loss": dict,
+             "bands.metrics": dict, "bands.loss_curve": list}
+_BAND = {"center": _NUMBER_OR_NULL, "low": _NUMBER_OR_NULL, "high": _NUMBER_OR_NULL, "n": int, "no_data_seeds": int}
 
 
 def load(path: Path) -> dict:
-    """A reference file, refused (exit 2, naming the file and the field) unless it is a v1 reference."""
+    """A reference file, refused (exit 2, naming the file and the field) unless it is a v1 reference
+    whose every band is a band: numbers (finite, low <= center <= high), or no data at all."""
     path = Path(path)
     ref = io.read_json(path, ReferenceFileError, "reference file",
-                                "pass an existing file, e.g. --reference references/tiny/<class>.json",
-                                "restore the file from the repository")
+                       "pass an existing file, e.g. --reference references/tiny/<class>.json",
+                       "restore the file from the repository")
     if not isinstance(ref, dict) or ref.get("schema") != SCHEMA:
         found = ref.get("schema") if isinstance(ref, dict) else None
         raise ReferenceFileError(f"field `schema` is {found!r}, not {SCHEMA!r}", where=str(path),
                                  fix="use a reference written by this kit (scripts/make_references.py)")
-    for field in _REQUIRED:
-        node = ref
-        for part in field.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            raise ReferenceFileError(f"field `{field}` is missing", where=str(path),
-                                     fix="regenerate the file with scripts/make_references.py")
+
+    def need(obj, shape, what):
+        rundir.require(obj, shape, str(path), what, fix="regenerate the file with scripts/make_references.py",
+                       error=ReferenceFileError)
+
+    need(ref, _REQUIRED, "reference")
     if len(ref["seeds"]) < MIN_SEEDS:
         raise ReferenceFileError(f"field `seeds` holds {len(ref['seeds'])} runs, fewer than {MIN_SEEDS}",
                                  where=str(path), fix="regenerate it with --seeds listing at least 5 seeds")
+    for i, point in enumerate(ref["results"]["loss_curve"]):
+        need(point if isinstance(point, dict) else {}, {"step": int, "loss": float}, f"results.loss_curve[{i}]")
+    bands = ref["bands"]
+    named = [("bands.eval_loss", bands["eval_loss"])] + [(f"bands.metrics.{k}", b) for k, b in bands["metrics"].items()]
+    named += [(f"bands.loss_curve[{i}]", b) for i, b in enumerate(bands["loss_curve"])]
+    if not bands["loss_curve"] or not bands["metrics"]:
+        empty = "bands.loss_curve" if not bands["loss_curve"] else "bands.metrics"
+        raise ReferenceFileError(f"field `{empty}` is empty: nothing to compare a run with", where=str(path),
+                                 fix="regenerate the file with scripts/make_references.py")
+    for name, b in named:
+        need(b if isinstance(b, dict) else {}, {**_BAND, **({"step": int} if "loss_curve" in name else {})}, name)
+        numbers = [b[k] for k in ("low", "center", "high")]
+        if b["n"] > 0 and (None in numbers or not numbers[0] <= numbers[1] <= numbers[2]):
+            raise ReferenceFileError(f"`{name}` is not a band (low {b['low']}, center {b['center']}, high {b['high']})",
+                                     where=str(path), fix="regenerate the file with scripts/make_references.py")
     return ref
 
 
@@ -276,30 +296,55 @@ def checksums_text(files: dict[str, str]) -> str:
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(files.items()))
 
 
+MAX_CHECKSUMS_BYTES = 1 << 20
+
+
 def read_checksums(path: Path) -> dict[str, str]:
-    """{file: sha256} from a sha256sum file, a {"files": {...}} JSON, or a reference JSON."""
+    """{file: sha256} from a sha256sum file, a {"files": {...}} JSON, or a reference JSON. File names
+    are relative to the artifact folder: absolute paths and `..` are refused, and so is a file that
+    lists nothing."""
     path = Path(path)
-    if not path.is_file():
-        raise ReferenceFileError("checksums file not found", where=str(path),
-                                 fix="pass --checksums references/<recipe>/<class>.checksums.sha256")
-    text = path.read_text("utf-8")
+    fix = "pass --checksums references/<recipe>/<class>.checksums.sha256"
+    if path.is_file() and path.stat().st_size > MAX_CHECKSUMS_BYTES:
+        raise ReferenceFileError(f"checksums file is larger than {MAX_CHECKSUMS_BYTES} bytes", where=str(path), fix=fix)
+    text = io.read_text(path, ReferenceFileError, "checksums file", fix)
     if text.lstrip().startswith("{"):
         try:
             obj = io.loads(text)
         except io.JsonProblem as e:
             raise ReferenceFileError(f"not JSON ({e})", where=str(path), fix="restore the file") from None
-        files = obj.get("files") or (obj.get("outputs") or {}).get("adapter_files")
+        files = obj.get("files") or (obj.get("outputs") or {}).get("adapter_files") if isinstance(obj, dict) else None
         if not isinstance(files, dict) or not files:
             raise ReferenceFileError("no `files` (or `outputs.adapter_files`) object", where=str(path),
                                      fix='write {"files": {"<name>": "<sha256>"}}')
-        return dict(files)
-    out = {}
+        for name, digest in files.items():
+            _check_entry(name, digest, str(path))
+        return {name: digest.lower() for name, digest in files.items()}
+    out: dict[str, str] = {}
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
-        m = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line.strip())
+        m = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.strip())
         if not m:
             raise ReferenceFileError("line is not `<sha256>  <file>`", where=f"{path}:{i}",
                                      fix="use the `sha256sum` output format")
-        out[m.group(2)] = m.group(1)
+        name, digest = m.group(2), m.group(1).lower()
+        _check_entry(name, digest, f"{path}:{i}")
+        if out.get(name, digest) != digest:
+            raise ReferenceFileError(f"{name} is listed twice with different sha256s", where=f"{path}:{i}",
+                                     fix="keep one line per file")
+        out[name] = digest
+    if not out:
+        raise ReferenceFileError("the checksums file lists no file: nothing would be checked", where=str(path),
+                                 fix="use the `sha256sum` output of the published adapter files")
     return out
+
+
+def _check_entry(name, digest, where: str) -> None:
+    if not isinstance(name, str) or not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+        raise ReferenceFileError(f"{str(name)[:80]!r}: not a 64-hex sha256", where=where,
+                                 fix="use the `sha256sum` output format")
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
+        raise ReferenceFileError(f"{name[:80]!r}: a checksum must name a file inside the artifact folder (no "
+                                 "absolute path, no `..`)", where=where, fix="list the artifact's files by their names")

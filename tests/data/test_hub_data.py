@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY, manifest
 
 from kit import io
 from kit.data import hub
 from kit.errors import DataError, RecipeError
 from kit.recipe import load_recipe
+
+from conftest import REPO, TINY, manifest
 
 SHIPPED = REPO / "data" / "kwanzaa"
 REPO_ID = "kwanzaa-kit/kwanzaa-chat"

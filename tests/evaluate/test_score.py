@@ -418,7 +418,7 @@ def test_kit_eval_needs_both_files_or_a_run_dir(files):
     assert invoke("eval").exit_code == 2
 
 
-def test_kit_eval_run_dir_hands_over_to_evaluate_run_unless_responses_are_given(files, monkeypatch):
+def test_kit_eval_run_dir_hands_over_to_evaluate_run_and_refuses_responses_beside_it(files, monkeypatch):
     tmp, data, good, _ = files
     calls = []
     fake = types.ModuleType("kit.evaluate.runner")
@@ -426,7 +426,8 @@ def test_kit_eval_run_dir_hands_over_to_evaluate_run_unless_responses_are_given(
         tmp / "eval.jsonl", tmp / "good.jsonl")
     monkeypatch.setitem(sys.modules, "kit.evaluate.runner", fake)
     assert invoke("eval", str(tmp)).exit_code == 0 and calls == [tmp]
-    assert invoke("eval", str(tmp), "--responses", good, "--data", data).exit_code == 0 and calls == [tmp]
+    both = invoke("eval", str(tmp), "--responses", good, "--data", data)
+    assert both.exit_code == 2 and "not one" in both.output and calls == [tmp]
 
 
 def test_kit_compare_shows_both_sides_and_deltas(files):
