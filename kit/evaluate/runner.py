@@ -20,6 +20,7 @@ from kit.data.batches import collate
 from kit.data.rows import IGNORE_INDEX, encode_messages, encode_prompt
 from kit.data.tokenizer import load_checked_tokenizer
 from kit.evaluate import score
+from kit.evaluate.stopping import STOP_RULE, StopAtJsonEnd
 from kit.model import load, source
 from kit.model.load import forward_loss
 from kit.recipe import from_resolved
@@ -88,7 +89,7 @@ def evaluate_run(run: Path, base_only: bool = False, on_batch=None) -> dict:
     scored = score.score(rows, [{"id": r["id"], "response": t} for r, t in zip(rows, responses)])
     result = {**scored, "eval_loss": eval_loss, "model": "base" if base_only else "base+adapter",
               "generation": {"decoding": spec.decoding, "batch_size": spec.batch_size, "cache": spec.cache,
-                             "max_new_tokens": spec.max_new_tokens, "rows": len(rows),
+                             "max_new_tokens": spec.max_new_tokens, "stop": STOP_RULE, "rows": len(rows),
                              # only when true: older metrics files (and their published hashes) stay as they were
                              **({"merged_adapter": True} if merged(recipe, manifest["plan"]["strategy"])
                                 and not base_only else {})},
@@ -136,9 +137,11 @@ def _teacher_forced_loss(net, tok, rows: list[dict], recipe, device: str) -> dic
 
 def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, device: str, on_batch=None,
              cache: str = "dynamic") -> tuple[list[str], int]:
-    """Greedy, batched, left-padded generation; returns the decoded new text of each row and the
-    number of new tokens generated (up to and including each row's end-of-sequence token)."""
+    """Greedy, batched, left-padded generation, each row stopped at its end-of-sequence token or
+    where its JSON object closes (kit.evaluate.stopping); returns the decoded new text of each row
+    and the number of new tokens generated (up to and including each row's last token)."""
     import torch
+    from transformers import StoppingCriteriaList
 
     prompts = [encode_prompt(tok, r["messages"]) for r in rows]
     texts: list[str] = []
@@ -152,13 +155,15 @@ def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, d
         for i, p in enumerate(chunk):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
+        stop = StopAtJsonEnd(tok, width, len(chunk))
         with torch.no_grad():
             out = net.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                               pad_token_id=tok.pad_token_id, use_cache=True, **options)
-        for row in out[:, width:].tolist():
-            new_tokens += row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
-            texts.append(tok.decode(row, skip_special_tokens=True))
+                               pad_token_id=tok.pad_token_id, use_cache=True,
+                               stopping_criteria=StoppingCriteriaList([stop]), **options)
+        for i, row in enumerate(out[:, width:].tolist()):
+            new_tokens += stop.new_tokens[i]
+            texts.append(tok.decode(row[:stop.new_tokens[i]], skip_special_tokens=True))
         if on_batch:
             on_batch(min(start + batch_size, len(prompts)), len(prompts))
     return texts, new_tokens
