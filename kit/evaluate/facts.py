@@ -18,6 +18,7 @@ from kit.evaluate.responses import Doc, EvalRow, Response
 
 SUPPORT_MIN_OVERLAP = Fraction(1, 2)  # share of a sentence's content words found in its cited text
 NO_CLAIM = "no checkable claim in a non-refusal answer"
+NOT_RETRIEVED, NOT_IN_SOURCES, NOT_CITED = "not retrieved", "not in sources", "not cited in the text"
 
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
@@ -68,11 +69,9 @@ def check_citations(answer: dict, raw_sources: list, docs: tuple[Doc, ...]) -> d
             retrieved.setdefault(key, set()).add(d.n)
     sources = {identity(s): s for s in raw_sources}  # a source listed twice counts once
     cited = sorted(markers(text))
-    markers_invalid = [{"n": n, "reason": "not a retrieved document" if n not in by_n
-                        else "its document is not in sources"}
+    markers_invalid = [{"n": n, "reason": NOT_RETRIEVED if n not in by_n else NOT_IN_SOURCES}
                        for n in cited if n not in by_n or _doc_identity(by_n[n]) not in sources]
-    sources_invalid = [{"source": key, "reason": "not a retrieved document (doc_id and chunk_id)"
-                        if key not in retrieved else "the text does not cite it with its [n]"}
+    sources_invalid = [{"source": key, "reason": NOT_RETRIEVED if key not in retrieved else NOT_CITED}
                        for key in sorted(sources) if key not in retrieved or not retrieved[key] & set(cited)]
     return {"sources_cited": len(sources), "sources_invalid": sources_invalid,
             "markers_cited": cited, "markers_invalid": markers_invalid}
