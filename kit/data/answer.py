@@ -26,6 +26,7 @@ from kit.io import MAX_JSON_DEPTH
 
 SCHEMA_VERSION = "kwanzaa.answer.v1"
 SCHEMA_FILE = "answer_json.v1.schema.json"
+MAX_ERROR_CHARS = 200
 
 
 @lru_cache(maxsize=1)
@@ -140,11 +141,13 @@ def validation_errors(parsed: ParsedAnswer) -> list[str]:
 
 
 def schema_errors(obj: Any) -> list[str]:
-    """Every schema violation of `obj`, as 'path: message' lines (empty list = valid)."""
+    """Every schema violation of `obj`, as 'path: message' lines (empty list = valid); a message
+    quotes the offending value, so it is cut at MAX_ERROR_CHARS (a model can write a long one)."""
     errors = []
     for err in sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
         path = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        errors.append(f"{path}: {err.message}")
+        message = err.message if len(err.message) <= MAX_ERROR_CHARS else err.message[:MAX_ERROR_CHARS - 3] + "..."
+        errors.append(f"{path}: {message}")
     if isinstance(obj, dict) and not errors:
         integrity = obj.get("integrity") or {}
         if (integrity.get("citation_required") is True and integrity.get("citations_provided") is False

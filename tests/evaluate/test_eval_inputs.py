@@ -240,3 +240,10 @@ def test_the_real_command_prints_odd_answers_without_a_traceback(tmp_path, data,
     strict_json((tmp_path / "m.json").read_text("utf-8"))
     as_json = run_kit("eval", "--responses", responses, "--data", data, "--json")
     assert strict_json(as_json.stdout) == strict_json((tmp_path / "m.json").read_text("utf-8"))
+
+
+def test_a_schema_error_quoting_a_long_value_is_cut_short():
+    long_text = answer(text="Kwanzaa " * 5000 + "[1].", sources=[source(1)])
+    detail = metrics.score([row("e1")], [{"id": "e1", "response": long_text}])["rows"][0]
+    assert detail["schema_errors"] and all(len(e) < 260 for e in detail["schema_errors"])
+    assert any(e.startswith("answer/text: ") and e.endswith("...") for e in detail["schema_errors"])
