@@ -59,6 +59,13 @@ def _no_constant(name: str):
     raise JsonProblem(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e400: JSON's grammar allows it, no float holds it
+        raise JsonProblem(f"{text[:24]} is too large to be a finite number")
+    return value
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
     for key, value in pairs:
@@ -94,12 +101,13 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def loads(text: str) -> Any:
-    """Parse JSON strictly: no NaN/Infinity, no duplicate keys, bounded depth, no lone surrogate
-    (`"\\ud800"` parses, but no UTF-8 file can hold it); raises JsonProblem."""
+    """Parse JSON strictly: no NaN/Infinity (nor a number too large to be finite), no duplicate keys,
+    bounded depth, no lone surrogate (`"\\ud800"` parses, but no UTF-8 file can hold it); raises JsonProblem."""
     if _depth(text) > MAX_JSON_DEPTH:
         raise JsonProblem(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
+                           object_pairs_hook=_no_duplicates)
     except JsonProblem:
         raise
     except json.JSONDecodeError as e:

@@ -61,11 +61,13 @@ def _render_check(report: dict) -> None:
 
     out = console()
     files = report["files"]
-    rows = [[Path(f["path"]).name, f["rows"], f["sha256"][:12], *(f["tokens"][k] for k in datacheck.TOKEN_KEYS)]
-            for f in files]
+    rows = [[Path(f["path"]).name, f["rows"], f["sha256"][:12], *(f["tokens"][k] for k in datacheck.TOKEN_KEYS),
+             f["longest_answer"]["tokens"]] for f in files]
     out.print(table(f"kit data check: all rows pass (max_seq_len {report['max_seq_len']}, tokens with the "
                     "OLMo tokenizer and chat template)",
-                    ["file", "rows", "sha256", "p50 tokens", "p90", "p99", "max"], rows))
+                    ["file", "rows", "sha256", "p50 tokens", "p90", "p99", "max", "longest answer"], rows))
+    out.print("longest answer: tokens of the longest assistant answer with its end-of-sequence token, what a "
+              "model must generate to write it (evaluation.max_new_tokens must be at least the eval file's)")
     balance = []
     for field in ("persona", "category", "completeness"):
         for value in sorted({v for f in files for v in f[field]}):

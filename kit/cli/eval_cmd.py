@@ -76,8 +76,9 @@ def eval_command(run_dir: Path | None, responses: Path | None, data: Path | None
 def compare_command(a: Path, b: Path, label_a: str, label_b: str, as_json: bool) -> None:
     """Compare two scorings (metrics JSON files or run dirs holding eval/metrics.json)."""
     from kit.evaluate import compare
+    from kit.evaluate.responses import printable
 
-    result = {"labels": {"a": label_a, "b": label_b}, "paths": {"a": str(a), "b": str(b)},
+    result = {"labels": printable({"a": label_a, "b": label_b}), "paths": printable({"a": str(a), "b": str(b)}),
               "metrics": compare.compare(compare.read_metrics(a), compare.read_metrics(b))}
     emit(result, as_json, _render_compare)
 
@@ -105,27 +106,35 @@ def _verdict(ok: bool | None) -> str:
     return {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]no data[/]"}[ok]
 
 
-def _render(result: dict, worst: int, output: Path | None) -> None:
+def _text(value) -> str:
+    """Any string from the inputs, safe to print: no lone surrogate, no rich markup."""
     from rich.markup import escape
 
+    from kit.evaluate.responses import printable
+
+    return escape(printable(str(value)))
+
+
+def _render(result: dict, worst: int, output: Path | None) -> None:
     out = console()
     rows = []
     for name, m in result["metrics"].items():
         launch = _target(m["launch_target"]) if m["launch_target"] != m["target"] else ""
         rows.append([name, _pct(m), _ratio(m), _target(m["target"]), launch, _verdict(m["meets_target"])])
         for persona, p in m.get("by_persona", {}).items():
-            rows.append([f"  {escape(persona)}", _pct(p), _ratio(p), "", "", _verdict(p["meets_target"])])
-        for part in ("sources", "markers"):
-            if part in m:
-                rows.append([f"  {part}", _pct(m[part]), _ratio(m[part]), "", "", ""])
+            rows.append([f"  {_text(persona)}", _pct(p), _ratio(p), "", "", _verdict(p["meets_target"])])
+        for reason, count in m.get("invalid", {}).items():
+            rows.append([f"  {_text(reason)}", "", str(count), "", "", ""])
+        if "claims" in m:
+            rows.append(["  claim sentences", _pct(m["claims"]), _ratio(m["claims"]), "", "", ""])
     out.print(table(f"Metrics over {result['n_rows']} rows", ["metric", "value", "n/d", "target", "launch", ""],
                     rows))
     failing = sorted((r for r in result["rows"] if r["failed"]), key=lambda r: (-len(r["failed"]), r["id"]))
     if failing and worst > 0:
         out.print(table(f"Worst rows ({min(worst, len(failing))} of {len(failing)} failing)",
                         ["id", "persona", "category", "failed", "why"],
-                        [[escape(r["id"]), escape(r["persona"]), escape(r["category"]), ", ".join(r["failed"]),
-                          escape(_why(r))]
+                        [[_text(r["id"]), _text(r["persona"]), _text(r["category"]), ", ".join(r["failed"]),
+                          _text(_why(r))]
                          for r in failing[:worst]]))
     v = result["verdict"]
     if v["meets_targets"]:
@@ -138,7 +147,7 @@ def _render(result: dict, worst: int, output: Path | None) -> None:
         out.print(f"Evaluated {t['rows']} rows in {t['seconds']:.1f} s on {t['device']} (generation "
                   f"{t['generate_seconds']:.1f} s, {t['new_tokens']:,} new tokens, {t['new_tokens_per_s'] or 0:,.0f}/s)")
     if output:
-        out.print(f"Metrics written to {output}")
+        out.print(f"Metrics written to {_text(output)}")
 
 
 def _why(r: dict) -> str:
@@ -148,9 +157,11 @@ def _why(r: dict) -> str:
     elif r["schema_errors"]:
         why = f"schema: {r['schema_errors'][0]}"
     elif r["markers_invalid"]:
-        why = f"markers not retrieved: {r['markers_invalid']}"
+        m = r["markers_invalid"][0]
+        why = f"marker [{m['n']}]: {m['reason']}"
     elif r["sources_invalid"]:
-        why = f"source not retrieved: {r['sources_invalid'][0]}"
+        s = r["sources_invalid"][0]
+        why = f"source {s['source']}: {s['reason']}"
     elif r["sentences_unsupported"]:
         s = r["sentences_unsupported"][0]
         why = f"{s['reason']}: {s['sentence']}"
@@ -160,14 +171,12 @@ def _why(r: dict) -> str:
 
 
 def _render_compare(result: dict) -> None:
-    from rich.markup import escape
-
     la, lb = result["labels"]["a"], result["labels"]["b"]
     colour = {"better": "green", "worse": "red", "same": "white"}
     rows = []
     for name, c in result["metrics"].items():
         delta = "n/a" if c["delta"] is None else f"[{colour[c['change']]}]{100 * c['delta']:+.1f} pts[/]"
-        rows.append([escape(name), f"{_pct(c['a'])} ({_ratio(c['a'])})", f"{_pct(c['b'])} ({_ratio(c['b'])})", delta,
+        rows.append([_text(name), f"{_pct(c['a'])} ({_ratio(c['a'])})", f"{_pct(c['b'])} ({_ratio(c['b'])})", delta,
                      _target(c["target"]), _verdict(c["b"]["meets_target"]) if c["b"] else ""])
-    la, lb = escape(la), escape(lb)
+    la, lb = _text(la), _text(lb)
     console().print(table(f"{la} vs {lb}", ["metric", la, lb, "delta", "target", lb], rows))

@@ -193,9 +193,16 @@ def default_tokenizer():
 
 
 def token_length(tokenizer, messages: list[dict]) -> int:
-    from kit.data.rows import encode_messages
+    return token_lengths(tokenizer, messages)[0]
 
-    return len(encode_messages(tokenizer, messages).input_ids)
+
+def token_lengths(tokenizer, messages: list[dict]) -> tuple[int, int]:
+    """(tokens of the whole row, tokens of its assistant answer + end-of-sequence): the second is
+    what a model must generate to write that answer (a recipe's evaluation.max_new_tokens)."""
+    from kit.data.rows import IGNORE_INDEX, encode_messages
+
+    encoded = encode_messages(tokenizer, messages)
+    return len(encoded.input_ids), sum(1 for label in encoded.labels if label != IGNORE_INDEX)
 
 
 def percentiles(values: list[int]) -> dict[str, int | None]:
@@ -215,7 +222,7 @@ def check_files(paths: list[Path], max_seq_len: int, tokenizer=None) -> dict:
         raw = path.read_bytes()
         summary = {"path": str(path), "sha256": hashlib.sha256(raw).hexdigest(), "rows": 0,
                    "persona": Counter(), "category": Counter(), "completeness": Counter()}
-        lengths = []
+        lengths, longest = [], {"tokens": None, "id": None, "line": None}
         for line_no, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
             if not line.strip():
                 continue
@@ -248,13 +255,16 @@ def check_files(paths: list[Path], max_seq_len: int, tokenizer=None) -> dict:
             summary["category"][str(meta.get("category"))] += 1
             summary["completeness"][str(answer["answer"].get("completeness"))] += 1
             queries.append((path, line_no, row_id, answer["retrieval_summary"]["query"]))
-            n_tokens = token_length(tokenizer, row["messages"])
+            n_tokens, answer_tokens = token_lengths(tokenizer, row["messages"])
             lengths.append(n_tokens)
+            if longest["tokens"] is None or answer_tokens > longest["tokens"]:
+                longest = {"tokens": answer_tokens, "id": row_id, "line": line_no}
             if n_tokens > max_seq_len:
                 problem(f"row is {n_tokens} tokens, longer than --max-seq-len {max_seq_len}", row_id)
         if summary["rows"] == 0:
             problems.append({"file": str(path), "line": 1, "id": None, "reason": "file has no rows"})
         summary["tokens"] = percentiles(lengths)
+        summary["longest_answer"] = longest  # in tokens, with its end-of-sequence token
         for key in ("persona", "category", "completeness"):
             summary[key] = dict(sorted(summary[key].items()))
         files.append(summary)

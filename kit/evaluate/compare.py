@@ -5,27 +5,42 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from kit import io, rundir
+from kit import io
 from kit.errors import DataError
+from kit.evaluate.responses import printable
 from kit.evaluate.score import METRICS_SCHEMA, TARGETS, fraction
 
 
 def read_metrics(path: Path) -> dict:
-    """A metrics JSON file, or RUN_DIR/eval/metrics.json when `path` is a folder."""
+    """A metrics JSON file, or RUN_DIR/eval/metrics.json when `path` is a folder; every fraction
+    compare reads is checked, so a hand-edited file is one error, never a traceback."""
     file = path / "eval" / "metrics.json" if path.is_dir() else path
     obj = io.read_json(file, DataError, "metrics file",
                          "pass a metrics JSON (kit eval --output) or a run dir that holds eval/metrics.json",
                          "re-run kit eval --output")
     if not isinstance(obj, dict) or obj.get("schema") != METRICS_SCHEMA or not isinstance(obj.get("metrics"), dict):
         raise DataError(f"not a {METRICS_SCHEMA} metrics file", where=str(file), fix="re-run kit eval --output")
-    for name, m in obj["metrics"].items():
-        cov = (m or {}).get("by_persona") if isinstance(m, dict) and name == "citation_coverage" else None
-        for label, part in [(name, m), *((f"{name}.by_persona.{p}", v) for p, v in _items(cov))]:
-            if part is not None:
-                rundir.require(part if isinstance(part, dict) else {}, {"numerator": int, "denominator": int,
-                                                                        "meets_target?": bool},
-                               str(file), f"metrics.{label}", fix="re-run kit eval --output", error=DataError)
-    return obj
+    for name in TARGETS:
+        m = obj["metrics"].get(name)
+        _check_fraction(m, f"metrics.{name}", file)
+        personas = (m or {}).get("by_persona", {})
+        if not isinstance(personas, dict):
+            raise DataError(f"metrics.{name}.by_persona is not an object", where=str(file),
+                            fix="re-run kit eval --output")
+        for persona, p in personas.items():
+            _check_fraction(p, f"metrics.{name}.by_persona.{persona}", file)
+    return printable(obj)
+
+
+def _check_fraction(m, key: str, file: Path) -> None:
+    """Absent (no data), or integers 0 <= numerator <= denominator and a true/false/null verdict."""
+    if m is None:
+        return
+    ints = isinstance(m, dict) and all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool)
+                                       and m[k] >= 0 for k in ("numerator", "denominator"))
+    if not ints or m["numerator"] > m["denominator"] or m.get("meets_target") not in (True, False, None):
+        raise DataError(f"{printable(key)} is not a fraction (0 <= numerator <= denominator, meets_target)",
+                        where=str(file), fix="re-run kit eval --output")
 
 
 def _items(obj) -> list:

@@ -1,8 +1,16 @@
 """What is scored: the eval rows (with the facts each row's answer is judged by) and the responses,
-read from JSONL with file:line errors, and matched one to one by id."""
+read from JSONL with file:line errors, and matched one to one by id.
+
+The files are read through kit.io (strict JSON: NaN, Infinity, repeated keys, huge integers and
+deep nesting are refused at their file:line); the fields the metrics read are checked here, so a
+bad row is one DataError (exit 2), never a traceback. A response's text is model output and is
+never refused: whatever it holds is a scoring outcome (kit.data.answer).
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +20,10 @@ from kit.data import documents
 from kit.errors import DataError
 
 PERSONAS = ("builder", "creator", "educator", "researcher")
+MAX_DOC_NUMBER = 999_999  # documents are numbered with at most 6 digits (kit.data.documents, claims.MARKER)
+_JSON_TYPE = {str: "a string", int: "a number", float: "a number", bool: "a boolean", dict: "an object",
+              list: "a list"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -70,15 +82,25 @@ def eval_row(obj: Any, where: str = "") -> EvalRow:
     if not isinstance(meta, dict):
         raise DataError(f"eval row {obj['id']!r} has no `meta` object", where=where,
                         fix="eval rows need meta.retrieved, meta.top_score, meta.should_cite, meta.should_refuse")
-    retrieved = meta.get("retrieved") or []
+    messages = obj.get("messages", [])
+    if not isinstance(messages, list):
+        raise DataError(f"`messages` is {_JSON_TYPE.get(type(messages), 'a value')}, not a list", where=where,
+                        fix="messages must be the list of chat turns [system, user, assistant]")
+    retrieved = meta.get("retrieved")
+    retrieved = [] if retrieved is None else retrieved
     if not isinstance(retrieved, list) or not all(isinstance(d, dict) for d in retrieved):
         raise DataError("meta.retrieved must be a list of objects", where=where, fix="fix meta.retrieved")
-    in_prompt = documents_in_prompt(obj.get("messages"))
+    in_prompt = documents_in_prompt(messages)
     docs = tuple(_doc(d, i, in_prompt, where) for i, d in enumerate(retrieved))
-    top = meta.get("top_score", max((d.get("score") for d in retrieved
-                                     if _is_number(d.get("score"))), default=None))
-    if top is not None and not _is_number(top):
-        raise DataError(f"meta.top_score is {top!r}, not a number or null", where=where, fix="fix meta.top_score")
+    numbers = [d.n for d in docs]
+    if len(set(numbers)) < len(numbers):
+        raise DataError(f"meta.retrieved numbers two documents alike ({numbers})", where=where,
+                        fix="number the retrieved documents 1..k, each once")
+    scores = [d.get("score") for d in retrieved if d.get("score") is not None]
+    for i, d in enumerate(retrieved):
+        _check_score(d.get("score"), f"meta.retrieved[{i}].score", where)
+    top = meta.get("top_score", max(scores, default=None))
+    _check_score(top, "meta.top_score", where)
     should_cite = meta.get("should_cite", documents.should_cite(top))
     should_refuse = meta.get("should_refuse", documents.should_refuse(top) or not docs)
     for key, value in (("should_cite", should_cite), ("should_refuse", should_refuse)):
@@ -90,10 +112,27 @@ def eval_row(obj: Any, where: str = "") -> EvalRow:
     return EvalRow(obj["id"], persona, category, docs, top, should_cite, should_refuse, where)
 
 
+def _check_score(value: Any, key: str, where: str) -> None:
+    """A retrieval score is null or a finite number (1e400 parses as infinity: refused too)."""
+    if value is None:
+        return
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        finite = finite and math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite:
+        shown = "infinite" if isinstance(value, (int, float)) and not isinstance(value, bool) else \
+            _JSON_TYPE.get(type(value), "a value")
+        raise DataError(f"{key} is {shown}, not a finite number or null", where=where, fix=f"fix {key}")
+
+
 def _doc(d: dict, index: int, in_prompt: dict[int, str], where: str) -> Doc:
     n = d.get("n", index + 1)
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise DataError(f"meta.retrieved[{index}].n is {n!r}, not an integer", where=where, fix="number documents 1..k")
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_DOC_NUMBER:
+        shown = repr(n)[:20] if not isinstance(n, int) or abs(n) < 10**20 else "a huge integer"
+        raise DataError(f"meta.retrieved[{index}].n is {shown}, not a document number 1..{MAX_DOC_NUMBER}",
+                        where=where, fix="number documents 1..k")
     fields = {k: d.get(k) or "" for k in ("citation_label", "doc_id", "chunk_id")}
     if not all(isinstance(v, str) for v in fields.values()):
         raise DataError(f"meta.retrieved[{index}] citation_label/doc_id/chunk_id must be strings", where=where,
@@ -102,8 +141,17 @@ def _doc(d: dict, index: int, in_prompt: dict[int, str], where: str) -> Doc:
     return Doc(n, text=text if isinstance(text, str) else in_prompt.get(n), **fields)
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def printable(value: Any) -> Any:
+    """`value` with every lone surrogate (a JSON "\\ud800" escape with no partner) replaced by U+FFFD,
+    in every string and key: what the kit writes stays UTF-8 that any strict parser reads, and what it
+    prints never fails to encode."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    return value
 
 
 def documents_in_prompt(messages: Any) -> dict[int, str]:

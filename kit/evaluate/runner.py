@@ -22,6 +22,7 @@ from kit.data.rows import IGNORE_INDEX, encode_messages, encode_prompt
 from kit.data.tokenizer import load_checked_tokenizer
 from kit.errors import RunDirError
 from kit.evaluate import score
+from kit.evaluate.stopping import STOP_RULE, StopAtJsonEnd
 from kit.hardware import GiB
 from kit.model import card, load, merge, source
 from kit.model.load import forward_loss
@@ -87,8 +88,8 @@ def generation_settings(recipe, strategy: str, tok, rows: list[dict], device: st
     batch = spec.batch_size if spec.batch_size != "auto" else merge.auto_batch_size(recipe, weights, total, row_tokens,
                                                                                      len(rows))
     return {"decoding": spec.decoding, "batch_size": batch, "batch_size_rule": "auto" if spec.batch_size == "auto"
-            else "recipe", "cache": spec.cache, "max_new_tokens": spec.max_new_tokens, "rows": len(rows),
-            "merge": how}
+            else "recipe", "cache": spec.cache, "max_new_tokens": spec.max_new_tokens, "stop": STOP_RULE,
+            "rows": len(rows), "merge": how}
 
 
 def _check_eval_data(path: Path, recorded: str) -> None:
@@ -204,9 +205,11 @@ def _teacher_forced_loss(net, tok, rows: list[dict], batch_size: int, device: st
 
 def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, device: str, on_batch=None,
              cache: str = "dynamic") -> tuple[list[str], int]:
-    """Greedy, batched, left-padded generation; returns the decoded new text of each row and the
-    number of new tokens generated (up to and including each row's end-of-sequence token)."""
+    """Greedy, batched, left-padded generation, each row stopped at its end-of-sequence token or
+    where its JSON object closes (kit.evaluate.stopping); returns the decoded new text of each row
+    and the number of new tokens generated (up to and including each row's last token)."""
     import torch
+    from transformers import StoppingCriteriaList
 
     prompts = [encode_prompt(tok, r["messages"]) for r in rows]
     texts: list[str] = []
@@ -220,13 +223,15 @@ def generate(net, tok, rows: list[dict], batch_size: int, max_new_tokens: int, d
         for i, p in enumerate(chunk):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
+        stop = StopAtJsonEnd(tok, width, len(chunk))
         with torch.no_grad():
             out = net.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
-                               pad_token_id=tok.pad_token_id, use_cache=True, **options)
-        for row in out[:, width:].tolist():
-            new_tokens += row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
-            texts.append(tok.decode(row, skip_special_tokens=True))
+                               pad_token_id=tok.pad_token_id, use_cache=True,
+                               stopping_criteria=StoppingCriteriaList([stop]), **options)
+        for i, row in enumerate(out[:, width:].tolist()):
+            new_tokens += stop.new_tokens[i]
+            texts.append(tok.decode(row[:stop.new_tokens[i]], skip_special_tokens=True))
         if on_batch:
             on_batch(min(start + batch_size, len(prompts)), len(prompts))
     return texts, new_tokens
