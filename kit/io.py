@@ -100,9 +100,10 @@ def _depth(text: str) -> int:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def loads(text: str) -> Any:
+def loads(text: str, lone_surrogates: bool = False) -> Any:
     """Parse JSON strictly: no NaN/Infinity (nor a number too large to be finite), no duplicate keys,
-    bounded depth, no lone surrogate (`"\\ud800"` parses, but no UTF-8 file can hold it); raises JsonProblem."""
+    bounded depth, no lone surrogate (`"\\ud800"` parses, but no UTF-8 file can hold it) unless
+    `lone_surrogates` (a reader that makes every string printable itself); raises JsonProblem."""
     if _depth(text) > MAX_JSON_DEPTH:
         raise JsonProblem(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -114,7 +115,7 @@ def loads(text: str) -> Any:
         raise JsonProblem(f"{e.msg} at line {e.lineno} column {e.colno}") from None
     except (ValueError, RecursionError) as e:  # e.g. an integer longer than Python converts
         raise JsonProblem(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    if _SURROGATE_ESCAPE.search(text):
+    if not lone_surrogates and _SURROGATE_ESCAPE.search(text):
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -154,8 +155,8 @@ def read_json(path: Path, error: type, what: str, fix_missing: str, fix_broken: 
 
 
 def read_jsonl(path: Path, error: type, what: str = "file", fix: str = "each line must be one JSON object",
-               missing_ok: bool = False) -> list[tuple[str, Any]]:
-    """(file:line, value) for every non-blank line of a JSONL file, strictly parsed."""
+               missing_ok: bool = False, lone_surrogates: bool = False) -> list[tuple[str, Any]]:
+    """(file:line, value) for every non-blank line of a JSONL file, strictly parsed (see loads)."""
     path = Path(path)
     if missing_ok and not path.exists():
         return []
@@ -166,7 +167,7 @@ def read_jsonl(path: Path, error: type, what: str = "file", fix: str = "each lin
             continue
         where = f"{path}:{line_no}"
         try:
-            out.append((where, loads(line)))
+            out.append((where, loads(line, lone_surrogates)))
         except JsonProblem as e:
             raise error(f"line is not valid JSON ({e})", where=where, fix=fix) from None
     return out

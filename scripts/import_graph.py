@@ -21,6 +21,7 @@ KIT = Path(__file__).resolve().parents[1] / "kit"
 # layers below it, never one above. Within a layer, units are independent of each other.
 LAYERS = [
     ("foundation", ["errors", "io", "container"]),
+    ("recipe files", ["recipe_files"]),
     ("recipe and machine", ["recipe", "hardware", "rundir", "determinism"]),
     ("planning and fingerprints", ["plan", "fingerprint"]),
     ("data", ["data"]),

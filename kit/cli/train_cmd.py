@@ -64,7 +64,6 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
         output = output or Path("runs") / (to_train.recipe.name if random_weights else to_train.path.stem)
     nproc = nproc or 1
     if (nproc > 1 or nnodes > 1) and not distributed.is_worker():
-        _check_nproc(nproc)
         _launch(nproc, to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json, nnodes,
                 node_rank, rdzv_endpoint)
         return
@@ -80,7 +79,8 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
     cap_gpu_memory(gpu_memory)
     manifest = _train_here(to_train if random_weights else to_train and to_train.path, output, strategy,
                            allow_data_change, resume_dir, as_json)
-    emit(_train_summary(manifest, output), as_json, _render_train)
+    if manifest:
+        emit(_train_summary(manifest, output), as_json, _render_train)
 
 
 def _train_here(recipe, output, strategy, allow_data_change, resume_dir, as_json) -> dict:
@@ -198,6 +198,7 @@ def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_j
     else:
         loaded_recipe, where = load_recipe(recipe).recipe, f"{recipe}: training"
     distributed.check_split(loaded_recipe.training.rows_per_step(), nproc * nnodes, where)
+    _check_nproc(nproc)
     if node_rank == 0:
         runner.prepare_run_dir(output, bool(resume_dir))
     else:  # another node's folder for its ranks' logs (node 0 writes the outputs)

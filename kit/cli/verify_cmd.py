@@ -118,9 +118,9 @@ def _check_repo_id(repo_id: str) -> None:
 
 
 def _send(files, repo_id, rep, dry_run, out_dir, bundle_dir) -> dict:
-    from kit.report import upload
+    from kit.report import dataset, upload
 
-    return upload.send(files, repo_id, rep, dry_run, out_dir, bundle_dir)
+    return upload.send(files, repo_id or dataset.official_repo(), rep, dry_run, out_dir, bundle_dir)
 
 
 @click.command("reproduce")

@@ -57,11 +57,13 @@ class Response:
 # ---- reading input ---------------------------------------------------------------------------
 
 def read_eval_rows(path: Path) -> list[EvalRow]:
-    return [eval_row(obj, where) for where, obj in io.read_jsonl(path, DataError, "eval data file")]
+    return [eval_row(obj, where) for where, obj in io.read_jsonl(path, DataError, "eval data file",
+                                                                       lone_surrogates=True)]
 
 
 def read_responses(path: Path) -> list[Response]:
-    return [response(obj, where) for where, obj in io.read_jsonl(path, DataError, "responses file")]
+    return [response(obj, where) for where, obj in io.read_jsonl(path, DataError, "responses file",
+                                                                       lone_surrogates=True)]
 
 
 def response(obj: Any, where: str = "") -> Response:
