@@ -47,6 +47,16 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def cublas_version() -> str | None:
+    """The cuBLAS that torch loads, from its wheel (nvidia-cublas*; None in a CPU build)."""
+    for name in ("nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12", "nvidia-cublas-cu11"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def image_fingerprint() -> dict | None:
     """The image's build record, or None when not running inside the kwanzaa-kit image."""
     path = Path(os.environ.get(IMAGE_JSON_ENV) or IMAGE_JSON)

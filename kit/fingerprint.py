@@ -44,10 +44,14 @@ def environment(hardware_class: dict) -> dict:
     software = container.library_versions()
     software["cuda"] = torch.version.cuda
     software["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    software["cublas"] = container.cublas_version() if torch.version.cuda else None
     software["platform"] = f"{platform.system()}-{platform.machine()}"
     software["lock_sha256"] = container.installed_lock_sha256(container.lock_kind_for(torch.version.cuda))
     driver = hardware.nvidia_driver() if hardware_class["device_type"] == "cuda" else None
-    env = {"software": software, "hardware": hardware_class, "driver": driver, "image": container.image_fingerprint()}
+    # the CPU's model (vendor, family) for the record: at one pinned instruction-set level it runs the
+    # same kernels, so it is not in the class (kit.hardware.hardware_class)
+    env = {"software": software, "hardware": hardware_class, "driver": driver, "cpu": hardware.cpu_model(),
+           "image": container.image_fingerprint()}
     env["software_sha256"] = io.sha256_json(software)
     env["hardware_sha256"] = io.sha256_json(hardware_class)
     env["sha256"] = io.sha256_json({"software": software, "hardware": hardware_class})

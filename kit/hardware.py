@@ -64,6 +64,7 @@ class Machine:
     driver_cuda: str | None = None       # the newest CUDA the driver runs
     min_driver: str | None = None        # the oldest driver torch's CUDA runs on
     driver_gpus: list[str] = field(default_factory=list)  # what the driver sees, torch or not
+    cpu_isa: str | None = None           # the level torch's CPU kernels dispatch to (pinned: kit.determinism)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -91,7 +92,7 @@ def detect() -> Machine:
                       cpu=cpu_model(), cpu_count=os.cpu_count() or 1, torch_threads=torch.get_num_threads(),
                       libraries=container.library_versions(), in_image=container.image_fingerprint(),
                       driver_cuda=drv.get("cuda"), min_driver=min_driver_for(torch.version.cuda),
-                      driver_gpus=drv.get("gpus", []))
+                      driver_gpus=drv.get("gpus", []), cpu_isa=cpu_isa())
     return replace(machine, warnings=warnings_for(machine))
 
 
@@ -109,6 +110,10 @@ def _bnb_cuda(gpus) -> bool | None:
 
 def warnings_for(m: Machine) -> list[str]:
     out = []
+    if is_x86_64() and m.cpu_isa == "default":
+        out.append(f"this CPU has no {PORTABLE_X86_ISA.upper()} (or ATEN_CPU_CAPABILITY=default is set): its CPU runs "
+                   f"are a hardware class of their own (cpu-x86_64-default-...), compared with the published "
+                   f"{PORTABLE_X86_ISA.upper()} references by the band, never bit-exact")
     too_old = driver_too_old(m.driver, m.min_driver)
     if too_old:
         out.append(f"NVIDIA driver {m.driver}" + (f" (runs CUDA <= {m.driver_cuda})" if m.driver_cuda else "") +
@@ -210,14 +215,39 @@ def _smi_driver() -> dict | None:
             "cuda": cuda[1] if cuda else None}
 
 
-def hardware_class(device: str, world_size: int, deterministic: bool, cpu_threads: int) -> dict:
-    """What must match for bit-exact results: device model (GPU or CPU), count, mode, threads."""
+def hardware_class(device: str, world_size: int, deterministic: bool, cpu_threads: int, nodes: int = 1) -> dict:
+    """What must match for bit-exact results. A GPU run: the GPU model and architecture, the number of
+    machines and processes (the all-reduce's order), the mode and threads. A CPU run: the CPU's
+    architecture and the instruction-set level its kernels dispatch to (kit.determinism pins x86-64
+    to AVX2), processes, mode and threads; the CPU's vendor and model are recorded beside the class
+    (fingerprint.environment), not in it: at one pinned level they run the same kernels. The host
+    CPU's level is in a GPU run's class too: weights built on the CPU (random init) depend on it."""
+    import platform
+
     import torch
 
+    arch = platform.machine().lower().replace("amd64", "x86_64")
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
         return {"device_type": "cuda", "device_name": props.name,
-                "compute_capability": f"{props.major}.{props.minor}", "world_size": world_size,
-                "deterministic": deterministic, "cpu_threads": cpu_threads}
-    return {"device_type": "cpu", "device_name": cpu_model(), "compute_capability": None,
-            "world_size": world_size, "deterministic": deterministic, "cpu_threads": cpu_threads}
+                "compute_capability": f"{props.major}.{props.minor}", "cpu_arch": arch, "cpu_isa": cpu_isa(),
+                "nodes": nodes, "world_size": world_size, "deterministic": deterministic, "cpu_threads": cpu_threads}
+    return {"device_type": "cpu", "cpu_arch": arch, "cpu_isa": cpu_isa(), "nodes": nodes, "world_size": world_size,
+            "deterministic": deterministic, "cpu_threads": cpu_threads}
+
+
+def cpu_isa() -> str:
+    """The instruction-set level torch's CPU kernels dispatch to in this process: 'avx2', 'avx512',
+    'default', 'neon', 'sve256'... (the pin, or the CPU's own level when it is lower)."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability()).lower()
+
+
+# the instruction-set level the kit pins x86-64 CPU kernels to (kit.determinism): nearly every
+# x86-64 CPU made since 2015 has it
+PORTABLE_X86_ISA = "avx2"
+
+
+def is_x86_64() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")

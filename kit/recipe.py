@@ -256,6 +256,10 @@ class DeterminismSpec(_Strict):
     # about half of a 7B LoRA step's launches, measured); the kit's kernels write before they
     # read, so off by default; reruns stay bit-identical (tests; benchmarks/README.md)
     fill_uninitialized_memory: bool = False
+    # the level x86-64 CPU kernels dispatch to (torch, MKL, oneDNN), pinned by the kit's entry point
+    # so that every x86-64 CPU that has it gives the same bytes (kit.determinism); a CPU below it
+    # runs at its own level, and the hardware class says so
+    cpu_isa: Literal["avx2"] = "avx2"
 
 
 class Recipe(_Strict):

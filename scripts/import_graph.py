@@ -22,7 +22,8 @@ KIT = Path(__file__).resolve().parents[1] / "kit"
 LAYERS = [
     ("foundation", ["errors", "io", "container"]),
     ("recipe files", ["recipe_files"]),
-    ("recipe and machine", ["recipe", "hardware", "rundir", "determinism"]),
+    ("recipe and machine", ["recipe", "hardware", "rundir"]),
+    ("determinism", ["determinism"]),
     ("planning and fingerprints", ["plan", "fingerprint"]),
     ("data", ["data"]),
     ("model", ["model"]),

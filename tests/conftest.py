@@ -14,6 +14,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny.yaml"
 
+# what `kit`'s entry point sets before torch starts (kit.determinism), for the tests that run the
+# kit in this process: their runs then dispatch as a user's `kit` does
+os.environ.update(__import__("kit.determinism", fromlist=["cpu_isa_pins"]).cpu_isa_pins())
+
 
 @pytest.fixture(scope="session")
 def kit_cache(tmp_path_factory) -> Path:

@@ -15,7 +15,7 @@ from kit.recipe import load_recipe
 from conftest import REPO, TINY
 
 ROWS = (REPO / "data/kwanzaa/eval.jsonl").read_text().splitlines()[:2]
-HARDWARE = {"device_type": "cpu", "device_name": "Test CPU", "compute_capability": None, "world_size": 1,
+HARDWARE = {"device_type": "cpu", "cpu_arch": "x86_64", "cpu_isa": "avx2", "nodes": 1, "world_size": 1,
             "deterministic": True, "cpu_threads": 2}
 SOFTWARE = {"python": "3.11", "torch": "2.0", "kwanzaa-kit": "0.1.0"}
 

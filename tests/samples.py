@@ -7,7 +7,7 @@ import copy
 from kit.verify import reference
 
 SHA = {k: c * 64 for k, c in (("recipe", "1"), ("dataset", "2"), ("tokenizer", "3"), ("base_model", "4"))}
-HARDWARE = {"device_type": "cpu", "device_name": "AMD EPYC", "compute_capability": None, "world_size": 1,
+HARDWARE = {"device_type": "cpu", "cpu_arch": "x86_64", "cpu_isa": "avx2", "nodes": 1, "world_size": 1,
             "deterministic": True, "cpu_threads": 2}
 SOFTWARE = {"python": "3.11.7", "kwanzaa-kit": "0.1.0", "torch": "2.13.0+cpu", "transformers": "5.17.0",
             "peft": "0.21.2", "lock_sha256": "7" * 64, "cuda": None}

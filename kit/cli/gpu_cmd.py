@@ -34,7 +34,8 @@ def _render_doctor(m: dict) -> None:
     driver = (f"driver {m['driver'] or 'none found'}" + (f" (runs CUDA <= {m['driver_cuda']})" if m["driver_cuda"] else "")
               + (f"; this build's CUDA {m['cuda']} needs >= {m['min_driver']}" if m["min_driver"] else "; CPU build"))
     c.print(f"{driver}  bitsandbytes CUDA {m['bitsandbytes_cuda']}  "
-            f"CPU {m['cpu']} ({m['cpu_count']} cores, torch threads {m['torch_threads']})")
+            f"CPU {m['cpu']} ({m['cpu_count']} cores, torch threads {m['torch_threads']}, kernels dispatch at "
+            f"{m['cpu_isa']})")
     c.print("  ".join(f"{k} {v}" for k, v in lib.items()))
     c.print(f"published image: {'yes' if m['in_image'] else 'no'}")
     for w in m["warnings"]:

@@ -38,6 +38,7 @@ class Dist:
     world: int
     rank: int
     device: str
+    nodes: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -122,7 +123,10 @@ def current() -> Dist:
     device = f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu"
     if torch.cuda.is_available():
         torch.cuda.set_device(state.local_process_index)
-    return Dist(state.num_processes, state.process_index, device)
+    import os
+
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or state.num_processes)
+    return Dist(state.num_processes, state.process_index, device, max(1, state.num_processes // per_node))
 
 
 # ---- the worker's side -----------------------------------------------------------------------

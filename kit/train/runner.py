@@ -311,7 +311,7 @@ def out_of_memory(recipe, strategy: str, run: Path):
 def _manifest(inp: Inputs, dist, flags: dict) -> dict:
     recipe, choice = inp.loaded.recipe, inp.choice
     hw = hardware.hardware_class(dist.device, dist.world, inp.switches["deterministic_algorithms"],
-                                          inp.switches["cpu_threads"])
+                                 inp.switches["cpu_threads"], dist.nodes)
     return {
         "schema": fingerprint.MANIFEST_SCHEMA,
         "kit_version": container.library_versions()["kwanzaa-kit"],

@@ -22,7 +22,8 @@ from kit.verify import reference
 
 BIT_EXACT, EQUIVALENT, MISMATCH = "bit-exact", "equivalent", "mismatch"
 HARDWARE_LABELS = {"device_type": "device_type", "device_name": "device", "compute_capability": "compute_capability",
-                   "world_size": "world_size", "deterministic": "deterministic", "cpu_threads": "cpu_threads"}
+                   "cpu_arch": "cpu_arch", "cpu_isa": "cpu_isa", "nodes": "nodes", "world_size": "world_size",
+                   "deterministic": "deterministic", "cpu_threads": "cpu_threads"}
 
 INPUT_MEANING = {
     "recipe": "a different recipe (any hyperparameter, seed or path) is a different experiment: its results "
@@ -40,6 +41,14 @@ HARDWARE_MEANING = {
                    "expected across devices; compare the band.",
     "compute_capability": "another GPU architecture picks other kernels: bit-exact results are not expected; "
                           "compare the band.",
+    "cpu_arch": "another CPU architecture runs entirely different kernels: bit-exact results are not expected; "
+                "compare the band.",
+    "cpu_isa": "the CPU kernels dispatched to another instruction-set level (torch, MKL and oneDNN each sum in "
+               "another order at each level; the kit pins x86-64 to AVX2, so this is a CPU without AVX2, another "
+               "architecture, or ATEN_CPU_CAPABILITY/MKL_CBWR/ONEDNN_MAX_CPU_ISA set by hand): bit-exact results "
+               "are not expected; compare the band.",
+    "nodes": "the processes were spread over another number of machines, so the gradients' all-reduce sums in "
+             "another order: bit-exact results are not expected; compare the band.",
     "world_size": "more processes split each step and sum gradients in another order (the effective batch is "
                   "unchanged): bit-exact results are not expected; compare the band.",
     "deterministic": "with deterministic algorithms off, even the same machine may give other bytes from run "
@@ -51,14 +60,20 @@ SOFTWARE_MEANING = "a different library version changes kernels and summation or
                    "not expected; compare the band."
 LOCK_MEANING = "the environment was installed from another lock file, so some package differs: bit-exact " \
                "results are not expected; compare the band."
+CPU_MEANING = "another CPU model at the same pinned instruction-set level runs the same kernels, so it is not " \
+              "part of the class; noted for the record (if the bytes differ too, it is the first suspect)."
 DRIVER_MEANING = "a different GPU driver rarely changes results (the kernels ship with torch); noted for the record."
 INTEGRITY_MEANING = "a file of the run no longer matches the sha256 its manifest recorded: it was changed " \
                     "after the run (edited, truncated or corrupted), so the run cannot vouch for it. Restore " \
                     "it or re-run."
 OUTPUT_EXPECTED = "expected when the hardware class or software differ: the band decides."
-OUTPUT_UNEXPECTED = "same inputs, hardware class and software but other bytes: with deterministic mode this " \
-                    "should not happen. Check that nothing else differs (PYTHONHASHSEED, CUBLAS_WORKSPACE_CONFIG, " \
-                    "a library built from source) and report it."
+OUTPUT_UNEXPECTED = "same inputs, hardware class and software but other bytes. What the class does not record " \
+                    "can still differ: the CPU's vendor and microcode (a library's vendor-specific code path that " \
+                    "the instruction-set pin does not cover), a library built from source or patched under the " \
+                    "same version, a GPU's firmware or driver, or an environment variable set by hand " \
+                    "(PYTHONHASHSEED, CUBLAS_WORKSPACE_CONFIG, ATEN_CPU_CAPABILITY, MKL_CBWR, ONEDNN_MAX_CPU_ISA; " \
+                    "each run's values are in its manifest, environment.cpu and driver too): compare the two " \
+                    "manifests for them; the band decides whether the difference matters."
 BAND_MEANING = "further from the reference than the seed-to-seed spread (or the floor) allows: a real " \
                "difference, not noise. With the same inputs, look at the environment causes; without any, " \
                "report it."
@@ -190,6 +205,9 @@ def environment_causes(env: dict, ref: dict) -> list[dict]:
             out.append(_cause("environment", f"software.{key}",
                               f"{key} {_short(ref_sw.get(key))} -> {_short(sw.get(key))}", meaning, "not-bit-exact",
                               reference=ref_sw.get(key), run=sw.get(key)))
+    if ref.get("cpu") and env.get("cpu") and env["cpu"] != ref["cpu"]:
+        out.append(_cause("environment", "cpu", f"cpu {ref['cpu']} -> {env['cpu']}", CPU_MEANING, "info",
+                          reference=ref["cpu"], run=env["cpu"]))
     if ref.get("driver") and env.get("driver") and env["driver"] != ref["driver"]:
         out.append(_cause("environment", "driver", f"driver {ref['driver']} -> {env['driver']}", DRIVER_MEANING,
                           "info", reference=ref["driver"], run=env["driver"]))

@@ -184,11 +184,22 @@ def _loss_curve(log: Path) -> list[dict]:
 # ---- the reference file ----------------------------------------------------------------------
 
 def hardware_slug(hw: dict) -> str:
-    """File name of a hardware class: cpu-amd-epyc-w1-t2-det, cuda-nvidia-h100-80gb-hbm3-cc9.0-w1-t16-det."""
-    name = re.sub(r"[^a-z0-9]+", "-", str(hw.get("device_name") or "unknown").lower()).strip("-")
-    cc = f"-cc{hw['compute_capability']}" if hw.get("compute_capability") else ""
+    """File name of a hardware class: cpu-x86_64-avx2-w1-t2-det, cuda-nvidia-h200-cc9.0-w1-t16-det (a
+    GPU host's CPU level shown when it is not the pinned x86_64 AVX2; nodes when more than one)."""
     mode = "det" if hw.get("deterministic") else "nondet"
-    return f"{hw['device_type']}-{name}{cc}-w{hw['world_size']}-t{hw['cpu_threads']}-{mode}"
+    nodes = f"-n{hw['nodes']}" if (hw.get("nodes") or 1) > 1 else ""
+    tail = f"{nodes}-w{hw['world_size']}-t{hw['cpu_threads']}-{mode}"
+    cpu = "-".join(_slug(hw.get(k) or "unknown") for k in ("cpu_arch", "cpu_isa"))
+    if hw["device_type"] == "cpu":
+        return f"cpu-{cpu}{tail}"
+    name = _slug(hw.get("device_name") or "unknown")
+    cc = f"-cc{hw['compute_capability']}" if hw.get("compute_capability") else ""
+    host = "" if cpu == "x86_64-avx2" else f"-{cpu}"
+    return f"{hw['device_type']}-{name}{cc}{host}{tail}"
+
+
+def _slug(text) -> str:
+    return re.sub(r"[^a-z0-9_.]+", "-", str(text).lower()).strip("-")
 
 
 def build(seed_results: list[dict], recipe_seed: int, recipe_file: str, command: str, runs: list[dict]) -> dict:
@@ -216,6 +227,7 @@ def build(seed_results: list[dict], recipe_seed: int, recipe_file: str, command:
         "software_sha256": env["software_sha256"],
         "lock_sha256": env["software"].get("lock_sha256"),
         "driver": env.get("driver"),
+        "cpu": env.get("cpu"),
         "inputs": own["inputs"],
         "input_details": own.get("input_details"),
         "outputs": own["outputs"],

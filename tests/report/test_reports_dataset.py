@@ -13,9 +13,10 @@ import yaml
 from kit.report import aggregate, dataset, upload
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
-CPU = {"device_type": "cpu", "device_name": "AMD EPYC", "compute_capability": None, "world_size": 1,
+CPU = {"device_type": "cpu", "cpu_arch": "x86_64", "cpu_isa": "avx2", "nodes": 1, "world_size": 1,
        "deterministic": True, "cpu_threads": 2}
-H100 = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "world_size": 1,
+H100 = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "cpu_arch": "x86_64",
+        "cpu_isa": "avx2", "nodes": 1, "world_size": 1,
         "deterministic": True, "cpu_threads": 16}
 
 
@@ -159,7 +160,7 @@ def test_kit_reports_counts_verdicts_by_class_and_writes_the_png(three_reports, 
     result = aggregate.collect(str(folder), None, tmp_path / "out" / "reports.png")
     assert result["rows"] == 3 and result["kind"] == "dataset folder"
     by_class = {g["hardware_class"]: g for g in result["groups"]}
-    cpu, gpu = by_class["cpu-amd-epyc-w1-t2-det"], by_class["cuda-nvidia-h100-80gb-hbm3-cc9.0-w1-t16-det"]
+    cpu, gpu = by_class["cpu-x86_64-avx2-w1-t2-det"], by_class["cuda-nvidia-h100-80gb-hbm3-cc9.0-w1-t16-det"]
     assert cpu["reports"] == 2 and cpu["verdicts"] == {"bit-exact": 1, "equivalent": 1, "mismatch": 0, "no-reference": 0}
     assert gpu["reports"] == 1 and gpu["verdicts"]["mismatch"] == 1 and gpu["devices"] == ["NVIDIA H100 80GB HBM3"]
     loss = cpu["metrics"]["eval_loss"]
@@ -269,7 +270,7 @@ def test_upload_opens_a_pr_with_the_row_and_writes_the_card_only_once(three_repo
     assert "README.md" in first["paths"] and "README.md" not in second["paths"]
     for c in (first, second):
         rows = [p for p in c["paths"] if p.startswith("data/")]
-        assert len(rows) == 1 and rows[0].startswith("data/tiny/cpu-amd-epyc-w1-t2-det/")
+        assert len(rows) == 1 and rows[0].startswith("data/tiny/cpu-x86_64-avx2-w1-t2-det/")
         assert json.loads(hub["repo"][rows[0]])["row_schema"] == dataset.ROW_SCHEMA
         assert sum(p.startswith("reports/tiny/") for p in c["paths"]) == 3
 

@@ -72,7 +72,7 @@ def test_reference_records_the_seed_run_and_every_seed():
     assert ref["schema"] == reference.SCHEMA and ref["recipe"]["seed"] == 42
     assert ref["outputs"]["adapter_sha256"] == f"{42:064d}" and ref["lock_sha256"] == "7" * 64
     assert [s["seed"] for s in ref["seeds"]] == [42, 1, 2, 3, 4]
-    assert ref["hardware_class_slug"] == "cpu-amd-epyc-w1-t2-det"
+    assert ref["hardware_class_slug"] == "cpu-x86_64-avx2-w1-t2-det"
     assert [p["step"] for p in ref["bands"]["loss_curve"]] == [1, 2, 3]
 
 
@@ -147,9 +147,11 @@ def test_another_device_and_world_size_are_named_with_both_values():
     run = sample_results()
     run["environment"]["hardware"].update(device_type="cuda", device_name="NVIDIA A100-SXM4-80GB",
                                           compute_capability="8.0", world_size=2)
+    run["environment"]["hardware"].pop("cpu_arch")
     result = judge(run)
     messages = [c["message"] for c in result["causes"]]
-    assert "device AMD EPYC -> NVIDIA A100-SXM4-80GB" in messages and "world_size 1 -> 2" in messages
+    assert "device None -> NVIDIA A100-SXM4-80GB" in messages and "device_type cpu -> cuda" in messages
+    assert "world_size 1 -> 2" in messages
     assert result["verdict"] == "equivalent" and result["reference"]["same_class"] is False
 
 
@@ -176,13 +178,14 @@ def test_a_metric_just_inside_the_band_is_equivalent():
     assert fields(result) == ["eval_metrics"]  # other bytes, explained; nothing out of band
 
 
-def test_same_class_and_software_but_other_bytes_says_that_should_not_happen():
+def test_same_class_and_software_but_other_bytes_names_what_the_class_does_not_record():
     run = sample_results()
     run["outputs"]["adapter_sha256"] = "e" * 64
     run["loss_curve"][2]["loss"] += 1e-6
     result = judge(run)
     cause = next(c for c in result["causes"] if c["field"] == "adapter")
-    assert "should not happen" in cause["meaning"] and "first differs at step 3" in cause["message"]
+    assert "first differs at step 3" in cause["message"] and "should not happen" not in cause["meaning"]
+    assert all(w in cause["meaning"] for w in ("microcode", "built from source", "ATEN_CPU_CAPABILITY", "MKL_CBWR"))
 
 
 def test_a_loss_point_out_of_band_is_a_mismatch_naming_the_step():
@@ -226,7 +229,7 @@ def test_the_reference_of_this_hardware_class_is_preferred(tmp_path, monkeypatch
     other = tmp_path / "tiny" / "cuda-nvidia-h100-cc9.0-w1-t2-det.json"
     other.write_text("{}")
     assert reference.locate("tiny", HARDWARE) == (other, False)
-    own = tmp_path / "tiny" / "cpu-amd-epyc-w1-t2-det.json"
+    own = tmp_path / "tiny" / "cpu-x86_64-avx2-w1-t2-det.json"
     own.write_text("{}")
     assert reference.locate("tiny", HARDWARE) == (own, True)
     assert reference.locate("other-recipe", HARDWARE) is None
