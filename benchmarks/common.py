@@ -1,4 +1,5 @@
-"""What the benchmarks share: recipe variants, the effective-speed summary, the GPU, timed `kit` runs."""
+"""What the benchmarks share: recipe variants, the effective-speed summary, the GPU, timed `kit` runs,
+the command line each result records."""
 
 from __future__ import annotations
 
@@ -78,6 +79,11 @@ def kit(*args: str, log: Path | None = None, env: dict | None = None) -> tuple[f
     if done.returncode != 0:
         sys.exit(f"kit {' '.join(args)} failed ({done.returncode}): see {log}")
     return seconds, json.loads(done.stdout)
+
+
+def command() -> str:
+    """This script's command line as it was typed, recorded in every result."""
+    return " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
 def save(path: Path, obj: dict) -> None:

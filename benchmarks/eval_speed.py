@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Generation speed of a trained run: transformers' dynamic vs static KV cache (issue 9).
+"""Claim: generation speed of a trained run with transformers' dynamic vs static KV cache, and
+whether both give the same answers.
 
-Loads RUN's base model and adapter as `kit eval` does (kit.evaluate.load_run), with the run's
-determinism switches, and generates greedily for the first --rows eval rows with each cache in
-turn (static is run twice: its first call includes torch.compile's warm-up on a GPU, the second
-shows whether it gives the same bytes again). Prints seconds, new tokens/s and whether the answers are identical.
+Loads RUN's base model and adapter as `kit eval` does (kit.evaluate.runner.load_run: the run's
+determinism switches, its pinned eval rows, the merge and batch size `kit eval` would use) and
+generates greedily for the first --rows eval rows with each cache in turn. Static runs twice: on a
+GPU its first pass includes torch.compile's warm-up, the second shows whether it gives the same
+bytes again. Records seconds, new tokens/s and a hash of the answers of each pass.
 
-  python benchmarks/eval_speed.py RUN --rows 8 --max-new-tokens 800 --out /tmp/eval-speed
+On the GPU machine, from the repository root (setup-image.sh only on an image that is not the
+kwanzaa-kit image), after `kit train` has made RUN:
+
+  source benchmarks/setup-image.sh; cd benchmarks
+  python eval_speed.py RUN --rows 8 --out OUT      -> OUT/eval-speed-<strategy>.json
 """
 
 from __future__ import annotations
@@ -14,52 +20,51 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import command, save, sync
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("run", type=Path)
-    p.add_argument("--rows", type=int, default=8)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a run directory made by `kit train`")
+    p.add_argument("--rows", type=int, default=8, help="eval rows to generate for")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the recipe's")
-    p.add_argument("--caches", default="dynamic,static,static")
-    p.add_argument("--out", default="/tmp/eval-speed")
+    p.add_argument("--caches", default="dynamic,static,static", help="caches to time, in order, comma-separated")
+    p.add_argument("--out", type=Path, default=Path("/tmp/eval-speed"), help="where the result JSON goes")
     args = p.parse_args()
 
-    import torch
+    from kit.evaluate import runner
 
-    from kit import evaluate
-
-    loaded = evaluate.load_run(args.run)  # as `kit eval` loads it: switches, pinned eval rows, base + adapter
-    manifest, recipe, device, tok, net = loaded.manifest, loaded.recipe, loaded.device, loaded.tok, loaded.net
+    loaded = runner.load_run(args.run)
     rows = loaded.rows[:args.rows]
-    max_new = args.max_new_tokens or recipe.evaluation.max_new_tokens
+    batch = loaded.settings["batch_size"]
+    max_new = args.max_new_tokens or loaded.recipe.evaluation.max_new_tokens
     results = []
     for cache in args.caches.split(","):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
         began = time.perf_counter()
-        texts, new_tokens = evaluate.generate(net, tok, rows, recipe.evaluation.batch_size, max_new, device,
-                                              cache=cache)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        texts, new_tokens = runner.generate(loaded.net, loaded.tok, rows, batch, max_new, loaded.device, cache=cache)
+        sync()
         seconds = time.perf_counter() - began
-        digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
         results.append({"cache": cache, "seconds": round(seconds, 2), "new_tokens": new_tokens,
-                        "new_tokens_per_s": round(new_tokens / seconds, 1), "responses_sha256": digest})
+                        "new_tokens_per_s": round(new_tokens / seconds, 1),
+                        "responses_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()})
         print(json.dumps(results[-1]), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"run": str(args.run), "strategy": manifest["plan"]["strategy"], "rows": len(rows),
-               "batch_size": recipe.evaluation.batch_size, "max_new_tokens": max_new, "device": device,
-               "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None, "results": results,
+    strategy = loaded.manifest["plan"]["strategy"]
+    summary = {"claim": "generation speed, dynamic vs static KV cache", "command": command(), "strategy": strategy,
+               "rows": len(rows), "batch_size": batch, "merge": loaded.settings["merge"], "max_new_tokens": max_new,
+               "device": loaded.device, "gpu": _gpu(loaded.device), "results": results,
                "identical_responses": len({r["responses_sha256"] for r in results}) == 1}
-    (out / f"eval-speed-{manifest['plan']['strategy']}.json").write_text(json.dumps(summary, indent=1))
+    save(args.out / f"eval-speed-{strategy}.json", summary)
     print(f"identical responses across {args.caches}: {summary['identical_responses']}")
+
+
+def _gpu(device: str) -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if device.startswith("cuda") else None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,16 @@ starts at once and finds no random weights: one builds, the others wait; the sec
 the first left, unless --empty-cache-every-run), then `kit train` on one GPU. Tokens/s are the
 runs' own (manifest summary.speed: real tokens over every step but the first).
 
-  python benchmarks/scaling.py --nproc 2 --recipes tiny,olmo7b-random-lora,olmo7b-random-qlora --out OUT
+Scaling is tokens/s of the first N-GPU run (empty cache) over the one-GPU run's.
+
+On the GPU machine (N GPUs), from the repository root (setup-image.sh only on an image that is
+not the kwanzaa-kit image):
+
+  source benchmarks/setup-image.sh; cd benchmarks
+  python scaling.py --nproc 2 --recipes olmo7b-random-lora,olmo7b-random-qlora --out OUT
+      -> OUT/scaling-nproc2.json   (results/h200/2026-12-01-scaling-2gpu.json)
+  python scaling.py --nproc 2 --recipes tiny --empty-cache-every-run --out OUT
+      -> OUT/scaling-nproc2.json   (results/h200/2026-12-01-scaling-2gpu-tiny.json)
 """
 
 from __future__ import annotations
@@ -18,23 +27,24 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, gpu_name, kit, save
+from common import REPO, command, gpu_name, kit, save
 
 sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--recipes", default="tiny,olmo7b-random-lora,olmo7b-random-qlora")
-    p.add_argument("--empty-cache-every-run", action="store_true")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nproc", type=int, default=2, help="GPUs for the data-parallel runs")
+    p.add_argument("--recipes", default="tiny,olmo7b-random-lora,olmo7b-random-qlora",
+                   help="shipped recipe names, comma-separated")
+    p.add_argument("--empty-cache-every-run", action="store_true", help="the second N-GPU run starts from an empty cache too")
     p.add_argument("--out", type=Path, default=Path("/tmp/scaling"), help="where the result JSON goes")
     p.add_argument("--runs", type=Path, default=None, help="where the runs and caches go (default: --out)")
     args = p.parse_args()
     work = args.runs or args.out
     work.mkdir(parents=True, exist_ok=True)
     result = {"claim": "data-parallel training on several GPUs", "nproc": args.nproc, "gpu": gpu_name(),
-              "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]), "recipes": {}}
+              "command": command(), "recipes": {}}
     path = args.out / f"scaling-nproc{args.nproc}.json"
     for name in args.recipes.split(","):
         recipe = REPO / "recipes" / f"{name}.yaml"

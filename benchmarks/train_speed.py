@@ -15,9 +15,20 @@ answer tokens only, deterministic mode on, the same rows per optimizer step and 
 Effective tokens/s counts real tokens only, over every step but the first (warm-up); peak memory is
 torch's peak reserved over the training steps, measured the same way on both sides.
 
-  python benchmarks/train_speed.py claim --strategy lora --variant recipe --out OUT
-  python benchmarks/train_speed.py sweep --strategy qlora --variant "micro_batch_tokens=8192,attention=varlen"
-      (sweep: kit variants in ONE process on one loaded model, to choose; claims come from `claim`)
+`sweep` runs kit variants in ONE process on one loaded model (LoRA weights carry over): it is for
+choosing a recipe's batching; claims come from `claim` only.
+
+On the GPU machine, from the repository root (setup-image.sh only on an image that is not the
+kwanzaa-kit image):
+
+  source benchmarks/setup-image.sh; cd benchmarks
+  python train_speed.py claim --strategy lora --variant recipe --variant micro_batch_tokens=5120 --out OUT
+  python train_speed.py claim --strategy qlora --variant recipe --variant micro_batch_tokens=6144 --out OUT
+      -> OUT/train-speed-<strategy>.json   (results/h200/2026-12-01-train-speed-{lora,qlora}.json)
+  python train_speed.py sweep --strategy qlora --out OUT \
+      --variant batching=packed,attention=varlen,micro_batch_tokens=4096 \
+      --variant batching=packed,attention=varlen,micro_batch_tokens=8192,logits_chunk=1024
+      -> OUT/sweep-<strategy>.json          (results/h200/2026-12-01-train-speed-sweep-{lora,qlora}.json)
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, gpu_name, kit, parse_overrides, save, summarize, sync, write_variant
+from common import REPO, command, gpu_name, kit, parse_overrides, save, summarize, sync, write_variant
 
 sys.path.insert(0, str(REPO))
 
@@ -196,7 +207,9 @@ def sweep(args, out: Path) -> dict:
         results.append(res)
         print(json.dumps({k: res[k] for k in ("name", "effective_tokens_per_s", "peak_reserved_gib", "step_seconds")}),
               flush=True)
-        save(out / f"sweep-{args.strategy}.json", {"strategy": args.strategy, "gpu": gpu_name(), "results": results})
+        save(out / f"sweep-{args.strategy}.json", {"claim": "kit batching variants, one process (to choose)",
+                                                  "strategy": args.strategy, "gpu": gpu_name(), "command": command(),
+                                                  "results": results})
     return {"strategy": args.strategy, "gpu": gpu_name(), "results": results}
 
 
@@ -221,7 +234,7 @@ def run_peer(args, padded: bool) -> dict:
 def claim(args, out: Path) -> dict:
     result = {"claim": "training speed vs the competent peer", "strategy": args.strategy, "gpu": gpu_name(),
               "steps": args.steps, "rows_per_step": args.rows_per_step,
-              "command": "python benchmarks/train_speed.py " + " ".join(sys.argv[1:])}
+              "command": command()}
     path = out / f"train-speed-{args.strategy}.json"
     result["peer"] = run_peer(args, padded=False)
     save(path, result)
@@ -250,8 +263,9 @@ def claim(args, out: Path) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cmd", choices=["claim", "sweep", "peer"])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cmd", choices=["claim", "sweep", "peer"],
+                   help="claim: the peer and the kit in fresh processes; sweep: variants in one process; peer: the peer only")
     p.add_argument("--strategy", choices=["lora", "qlora"], default="lora")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--rows-per-step", type=int, default=8)

@@ -9,7 +9,18 @@ no weights can be downloaded where this runs. Then times the commands a user run
                                           timed apart, it stands in for the download)
   kit eval RUN
 
-  python benchmarks/whole_recipe.py --strategy lora --out /tmp/whole      # -> whole-lora.json
+Each command is a fresh process, timed from start to exit (hashing the base weights, loading and
+saving included).
+
+On the GPU machine, from the repository root (setup-image.sh only on an image that is not the
+kwanzaa-kit image):
+
+  source benchmarks/setup-image.sh; cd benchmarks
+  python whole_recipe.py --strategy lora --out OUT
+      -> OUT/whole-lora-recipe.json   (results/h200/2026-11-29-whole-recipe-lora.json)
+  python whole_recipe.py --recipe ../recipes/tiny.yaml --strategy qlora --set evaluation.merge_adapter=true \
+      --set evaluation.batch_size=auto --out OUT
+      -> OUT/whole-qlora-recipe.json  (results/h200/2026-12-01-whole-recipe-tiny-qlora-train.json)
 """
 
 from __future__ import annotations
@@ -21,12 +32,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, command, write_variant
 
 
 def derived_recipe(src_path: Path, out: Path, overrides: dict) -> Path:
     """The recipe with seeded random weights of its own architecture, and `overrides` applied."""
-    from common import write_variant
 
     def edit(src: dict) -> None:
         src["description"] = f"{src_path.name} with seeded random weights of its architecture (benchmarks/whole_recipe.py)"
@@ -53,7 +63,7 @@ def kit(out: Path, *args: str) -> tuple[float, dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--strategy", choices=["lora", "qlora"], default="lora")
     p.add_argument("--recipe", default=None, help="default: recipes/kwanzaa-olmo7b-<strategy>.yaml")
     p.add_argument("--out", default="/tmp/whole")
@@ -79,7 +89,7 @@ def main() -> None:
     recipe = derived_recipe(source.resolve(), out, overrides)
     tag = f"{args.strategy}-{args.eval_cache or 'recipe'}"
     result = {"claim": "the whole recipe, train + eval", "strategy": args.strategy, "recipe": recipe.name,
-              "command": "python benchmarks/whole_recipe.py " + " ".join(sys.argv[1:])}
+              "command": command()}
 
     began = time.perf_counter()
     weights = subprocess.run([sys.executable, "-c", "from kit.model.source import materialize_random; "

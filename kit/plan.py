@@ -3,7 +3,7 @@
 Parameter-bound components are computed exactly from the architecture (OlmoConfig) and the
 adapter; the activation term (what gradient checkpointing keeps, the recomputed layer, the fp32
 logits and their gradient, allocator slack) is linear in tokens per micro-batch, fitted on peak
-*reserved* memory that the kit's own `kit qualify` measured on an H100 (benchmarks/qualify-*.json;
+*reserved* memory that the kit's own `kit qualify` measured (benchmarks/results/*/*-peak-memory-*.json;
 shared/measurements/h100-olmo7b-2026-11-28 agrees within 3-5%). What `peak_gib` estimates is torch's peak reserved memory,
 the figure `kit qualify` measures; `device_gib` adds the CUDA context, and is what must fit.
 
@@ -23,7 +23,7 @@ CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measure
 
 # Activation GiB per token of a micro-batch, and a constant, fitted on the peak reserved memory
 # that `kit qualify` measured at seq 2048 and 4096 (gradient checkpointing on, one row, every token
-# a label, so full-vocabulary logits: an upper bound for answer-only training; benchmarks/qualify-*.json);
+# a label, so full-vocabulary logits: an upper bound for answer-only training; benchmarks/results/);
 # seq 1024 was held out and is predicted within 0.5%. Without checkpointing only bench.py's seq-2048
 # point exists (shared/measurements), so it is a ratio (and QLoRA's predates the bf16 embeddings).
 ACTIVATION_FIT = {

@@ -71,16 +71,16 @@ def test_memory_grows_with_the_sequence_and_components_add_up():
 
 def _qualified() -> list[dict]:
     out = []
-    for f in sorted((REPO / "benchmarks").glob("qualify-*.json")):
+    for f in sorted((REPO / "benchmarks/results").glob("*/*-peak-memory-*.json")):
         data = json.loads(f.read_text())
         out += [dict(x, recipe=data["recipe"], gpu=data["gpu"]) for x in data["results"]]
     return out
 
 
 def test_planner_is_within_10_percent_of_every_measured_peak():
-    """Pinned calibration: every `kit qualify` measurement committed under benchmarks/."""
+    """Pinned calibration: every `kit qualify` measurement committed under benchmarks/results/."""
     measured = _qualified()
-    assert measured, "no benchmarks/qualify-*.json: run kit qualify on a GPU and commit the JSON"
+    assert measured, "no benchmarks/results/<gpu>/<date>-peak-memory-*.json: run kit qualify on a GPU and commit it"
     for m in measured:
         # as kit qualify measured it: one row per micro-batch, whatever the recipe packs
         r = random_variant(load_recipe(REPO / f"recipes/{m['recipe']}.yaml"), m["steps"]).recipe

@@ -94,11 +94,20 @@ def test_kit_recipes_lists_every_shipped_recipe_with_measured_memory_and_time(ru
 @pytest.mark.parametrize(("name", "seq_len"), [(LORA, 2048), (QLORA, 4096)])
 def test_measured_memory_and_speed_are_those_of_the_committed_qualify_runs(name, seq_len):
     measured = json.loads((REPO / "recipes/measured.json").read_text())[name][0]
-    raw = json.loads((REPO / f"benchmarks/qualify-{name}.json").read_text())
+    (path,) = (REPO / "benchmarks/results").glob(f"*/*-peak-memory-{name}.json")
+    raw = json.loads(path.read_text())
     (row,) = [r for r in raw["results"] if r["seq_len"] == seq_len and r["strategy"] == load_recipe(
         shipped_recipes()[name]).recipe.adapter.method]
     assert measured["peak_reserved_gib"] == round(row["peak_reserved_gib"], 2)
     assert measured["tokens_per_s"] == round(row["tokens_per_s"]) and measured["device"] == raw["gpu"]
+
+
+def test_every_measured_figure_names_a_committed_results_file():
+    """`kit recipes` shows where each figure comes from: a measurement file that is in the repo."""
+    for name, figures in json.loads((REPO / "recipes/measured.json").read_text()).items():
+        for figure in figures:
+            path = figure["source"].split(" ")[0]
+            assert path.startswith("benchmarks/results/") and (REPO / path).is_file(), (name, figure["source"])
 
 
 # ---- kit train with no recipe ------------------------------------------------------------------
