@@ -51,9 +51,8 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     QLoRA is prepared as LoRA is: frozen, non-reentrant checkpointing, and the weights that are not
     quantized (embeddings, lm_head) kept in the recipe's model.dtype. peft's
     prepare_model_for_kbit_training would upcast those to fp32; OLMo's layer norms have no weights, so
-    all that upcast does is make the residual stream and attention fp32 and add 0.8 GiB. Kept bf16,
-    `kit qualify` measured 6.46 GiB instead of 8.57 at seq 2048 (H200 vs H100, benchmarks/README.md),
-    and packed QLoRA became faster than one row per micro-batch. Evaluation loads the same bf16 weights."""
+    all that upcast does is make the residual stream and attention fp32 and add about 0.8 GiB (the
+    planner counts it; `kit qualify` measures it), and packed QLoRA is faster kept bf16. Evaluation loads the same bf16 weights."""
     import torch
     from peft import LoraConfig, get_peft_model
 
