@@ -206,6 +206,9 @@ def random_stand_in(loaded: LoadedRecipe) -> LoadedRecipe:
     return LoadedRecipe(labelled, loaded.path)
 
 
+RANDOM_FORMAT = 2  # safetensors' save_model of the whole state dict, every rank's files the same
+
+
 def materialize_random(spec: ModelSource) -> Path:
     """Build the seeded random model once, save it as safetensors in the cache, return its folder."""
     import torch
@@ -213,9 +216,14 @@ def materialize_random(spec: ModelSource) -> Path:
     # Initialised on the run's device type: seconds for a 7B on a GPU instead of minutes on CPUs.
     # CPU and CUDA generators draw different numbers, so the device is part of the weights' identity
     # (and the base_model fingerprint, a hash of the saved files, shows it).
+    # On a CPU the draws also depend on the kernels' instruction-set level (pinned: kit.determinism),
+    # and the files on how they are written (RANDOM_FORMAT): a cache made otherwise is not reused.
+    from kit.hardware import cpu_isa
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     key = io.sha256_json({"config": spec.config, "init_seed": spec.init_seed, "dtype": spec.dtype,
-                          "torch": torch.__version__.split("+")[0], "device": device})[:16]
+                          "torch": torch.__version__.split("+")[0], "device": device, "format": RANDOM_FORMAT,
+                          **({"cpu_isa": cpu_isa()} if device == "cpu" else {})})[:16]
     target = cache_dir() / "random-models" / f"{spec.architecture}-{device}-{key}"
     if (target / "config.json").is_file():
         return target

@@ -27,7 +27,7 @@ def test_two_evaluations_of_one_run_give_identical_metrics_and_responses(evaluat
     metrics = json.loads((run_copy / "eval/metrics.json").read_text())
     assert metrics["generation"] == {"decoding": "greedy", "batch_size": 4, "cache": "dynamic", "max_new_tokens": 64,
                                      "stop": "eos, or the token that closes the first top-level JSON object",
-                                     "rows": 8}
+                                     "rows": 8, "batch_size_rule": "recipe", "merge": None}
     assert metrics["eval_loss"]["label_tokens"] > 0 and metrics["eval_loss"]["loss"] > 0
 
 

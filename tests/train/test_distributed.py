@@ -100,8 +100,11 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint_and_train_as_two_processes(run_
               "--rdzv-endpoint", endpoint]
     node1 = subprocess.Popen([sys.executable, "-m", "kit", *common, "--node-rank", "1"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    node0 = run_kit(*common, "--node-rank", "0", "--json")
-    _, err1 = node1.communicate(timeout=300)
+    try:
+        node0 = run_kit(*common, "--node-rank", "0", "--json")
+        _, err1 = node1.communicate(timeout=300)
+    finally:  # never leave a node waiting at the rendezvous
+        node1.kill()
     assert node0.returncode == 0, node0.stderr
     assert node1.returncode == 0, err1
     m = manifest(out)

@@ -258,7 +258,8 @@ def test_artifact_files_are_checked_against_published_checksums(tmp_path):
 
 def _verify(run_kit, *args, env=None):
     proc = run_kit("verify", *args, "--json", env=env)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else None)
+    assert proc.stdout.strip(), proc.stderr
+    return proc, json.loads(proc.stdout)
 
 
 @pytest.mark.slow
