@@ -162,6 +162,7 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
                 loss_sum += loss.detach().double()
             dist.all_reduce_grads(params)
             loss_sum = dist.sum_scalar(float(loss_sum))
+            padded = int(dist.sum_scalar(float(padded)))  # every rank's micro-batches: the step's
             grad_norm = torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
             if not (math.isfinite(loss_sum) and math.isfinite(float(grad_norm))):  # the same on every rank
                 raise TrainingError(f"the loss or gradient became non-finite at step {step} (loss {loss_sum}, "

@@ -29,8 +29,11 @@ def speed_summary(run: Path, n_params: int, hardware_class: dict) -> dict:
     out = {"loop_seconds": round(sum(timing[s]["seconds"] for s in steps), 3),
            "tokens_per_s": round(rate, 1) if rate else None, "rate_steps": f"{rated[0]}-{rated[-1]}",
            "padding_waste": round(1 - sum(tokens[s] for s in steps) / padded, 4) if padded else None,
-           "mfu": round(hardware.estimate_mfu(rate, n_params, peak), 4) if rate and peak else None,
-           "mfu_convention": "6N per real token; N = all parameters; recomputation and attention not counted",
+           # per GPU: the run's tokens/s over its processes
+           "mfu": round(hardware.estimate_mfu(rate / max(1, hardware_class.get("world_size") or 1), n_params, peak), 4)
+           if rate and peak else None,
+           "mfu_convention": "6N per real token; N = all parameters; recomputation and attention not counted; "
+                             "per GPU",
            "gpu": gpu_name, "cuda_alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF") if gpu_name else None}
     for key in ("peak_reserved_gib", "peak_allocated_gib"):
         if any(key in timing[s] for s in steps):

@@ -61,6 +61,7 @@ def test_a_first_run_on_an_empty_cache_succeeds_and_reruns_give_the_same_bytes(t
     assert a["outputs"]["adapter"]["sha256"] == b["outputs"]["adapter"]["sha256"]
     assert (runs[0] / "train_log.jsonl").read_bytes() == (runs[1] / "train_log.jsonl").read_bytes()
     assert a["inputs"]["environment"]["hardware"]["world_size"] == 2
+    assert 0 <= a["summary"]["speed"]["padding_waste"] < 1  # every rank's micro-batches counted
     assert (runs[0] / "logs/kit.rank1.log").exists()
     # against one process: same steps, rows, tokens and data order; only the summation order differs
     one, two = _log(tiny_run), _log(runs[0])
