@@ -201,8 +201,8 @@ def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_j
     _check_nproc(nproc)
     if node_rank == 0:
         runner.prepare_run_dir(output, bool(resume_dir))
-    else:  # another node's folder for its ranks' logs (node 0 writes the outputs)
-        (output / "logs").mkdir(parents=True, exist_ok=True)
+    # another node makes nothing before the rendezvous: on a shared disk its folder would be node 0's,
+    # still being checked; its ranks write their logs there once node 0 has made it
     args = ["train", "--resume", str(output)] if resume_dir else ["train", "--recipe", str(recipe), "--output", str(output)]
     args += (["--strategy", strategy] if strategy else []) + (["--allow-data-change"] if allow_data_change else [])
     nodes = f" x {nnodes} nodes (this is node {node_rank})" if nnodes > 1 else ""

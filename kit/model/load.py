@@ -52,7 +52,8 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     quantized (embeddings, lm_head) kept in the recipe's model.dtype. peft's
     prepare_model_for_kbit_training would upcast those to fp32; OLMo's layer norms have no weights, so
     all that upcast does is make the residual stream and attention fp32 and add about 0.8 GiB (the
-    planner counts it; `kit qualify` measures it), and packed QLoRA is faster kept bf16. Evaluation loads the same bf16 weights."""
+    planner counts it; `kit qualify` measures it), and packed QLoRA is faster kept bf16. Evaluation
+    loads the same bf16 weights."""
     import torch
     from peft import LoraConfig, get_peft_model
 

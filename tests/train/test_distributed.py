@@ -54,9 +54,10 @@ def test_a_batch_that_cannot_split_evenly_is_refused_before_anything_starts(run_
 def test_a_first_run_on_an_empty_cache_succeeds_and_reruns_give_the_same_bytes(tiny_run, run_kit, tmp_path):
     empty_cache = tmp_path / "empty-cache"  # every rank starts at once and finds no random weights yet
     runs = [tmp_path / "a", tmp_path / "b"]
-    run_kit("train", "--recipe", str(TINY), "--output", str(runs[0]), "--nproc", "2", check=True,
+    recipe = _one_thread_each(tmp_path)
+    run_kit("train", "--recipe", str(recipe), "--output", str(runs[0]), "--nproc", "2", check=True,
             env={"KWANZAA_KIT_CACHE": str(empty_cache)})
-    run_kit("train", "--recipe", str(TINY), "--output", str(runs[1]), "--nproc", "2", "--json", check=True)
+    run_kit("train", "--recipe", str(recipe), "--output", str(runs[1]), "--nproc", "2", "--json", check=True)
     a, b = manifest(runs[0]), manifest(runs[1])
     assert a["outputs"]["adapter"]["sha256"] == b["outputs"]["adapter"]["sha256"]
     assert (runs[0] / "train_log.jsonl").read_bytes() == (runs[1] / "train_log.jsonl").read_bytes()
@@ -81,6 +82,12 @@ def test_a_failing_rank_is_reported_in_one_line_with_its_exit_code(run_kit, tmp_
     assert len(errors) == 1 and "train.jsonl has sha256" in errors[0] and "--allow-data-change" in errors[0]
 
 
+def _one_thread_each(tmp_path):
+    """The tiny recipe with one CPU thread per process: two processes on two cores, not four threads
+    fighting over them (twice as fast; the thread count is part of the class, so runs compare alike)."""
+    return write_recipe(tmp_path / "tiny-1-thread.yaml", determinism__cpu_threads=1)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +104,7 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint_and_train_as_two_processes(run_
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", "KWANZAA_KIT_NO_REEXEC")}
     env.update(KWANZAA_KIT_CACHE=str(kit_cache), HF_HUB_OFFLINE="1")
-    common = ["train", "--recipe", str(TINY), "--output", str(out), "--nproc", "1", "--nnodes", "2",
+    common = ["train", "--recipe", str(_one_thread_each(tmp_path)), "--output", str(out), "--nproc", "1", "--nnodes", "2",
               "--rdzv-endpoint", endpoint]
     node1 = subprocess.Popen([sys.executable, "-m", "kit", *common, "--node-rank", "1"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -11,17 +11,6 @@ from conftest import TINY, manifest, write_recipe
 pytestmark = pytest.mark.slow
 
 
-def test_same_recipe_same_adapter_bytes_lora(tiny_run, run_kit, tmp_path):
-    again = tmp_path / "again"
-    run_kit("train", "--recipe", str(TINY), "--output", str(again), check=True)
-    a, b = manifest(tiny_run), manifest(again)
-    assert a["outputs"]["adapter"]["sha256"] == b["outputs"]["adapter"]["sha256"]
-    assert (tiny_run / "adapter/adapter_model.safetensors").read_bytes() == \
-        (again / "adapter/adapter_model.safetensors").read_bytes()
-    assert (tiny_run / "train_log.jsonl").read_bytes() == (again / "train_log.jsonl").read_bytes()
-    assert a["inputs"] == b["inputs"]
-
-
 def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
     runs = [tmp_path / "q1", tmp_path / "q2"]
     for out in runs:
@@ -35,7 +24,7 @@ def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
 
 
 def test_different_seed_gives_different_adapter(tiny_run, run_kit, tmp_path):
-    recipe = write_recipe(tmp_path / "seed7.yaml", seed=7)
+    recipe = write_recipe(tmp_path / "seed7.yaml", seed=7, training__max_steps=1)  # the LoRA init differs already
     out = tmp_path / "seed7"
     run_kit("train", "--recipe", str(recipe), "--output", str(out), check=True)
     assert manifest(out)["outputs"]["adapter"]["sha256"] != manifest(tiny_run)["outputs"]["adapter"]["sha256"]
