@@ -81,6 +81,7 @@ def test_a_packed_micro_batch_has_the_loss_of_its_rows_trained_one_by_one(tiny_m
     assert packed_swapped - first_swapped == pytest.approx(second_alone, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_packed_training_keeps_the_steps_rows_and_their_loss(run_kit, tiny_run, tmp_path):
     # sequences of up to 4096 tokens (rows still at most max_seq_len 2048), so rows of 1.0-1.4k tokens share them
     recipe = write_recipe(tmp_path / "packed.yaml", training__batching="packed", training__micro_batch_size=4,
@@ -125,6 +126,7 @@ def test_training_speed_reaches_the_manifest_and_kit_train(run_kit, tiny_run):
     assert 0 < speed["padding_waste"] < 0.1  # tiny pads micro-batches of 2 rows
 
 
+@pytest.mark.slow
 def test_evaluation_seconds_and_the_speed_section_of_the_report(run_kit, run_copy):
     ev = manifest(run_copy)["eval"]
     assert ev["rows"] == 8 and ev["new_tokens"] > 0 and ev["generate_seconds"] > 0
