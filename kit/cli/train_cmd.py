@@ -53,6 +53,7 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
         raise click.UsageError("--resume takes the run directory alone (its recipe is in it)")
     if node_rank >= nnodes:
         raise click.BadParameter(f"{node_rank} is not below --nnodes {nnodes}", param_hint="--node-rank")
+    _check_endpoint(nnodes, rdzv_endpoint)
     if ((nproc or 1) > 1 or nnodes > 1) and (gpu_memory or random_weights):
         raise click.UsageError("--gpu-memory and --random-weights run in one process: leave out --nproc and --nnodes")
     if resume_dir:
@@ -122,6 +123,22 @@ def _train_here(recipe, output, strategy, allow_data_change, resume_dir, as_json
 
 def _name(recipe) -> str:
     return recipe.recipe.name if hasattr(recipe, "recipe") else str(recipe)
+
+
+def _check_endpoint(nnodes: int, endpoint: str | None) -> None:
+    """Several nodes meet at HOST:PORT; checked before anything is made or started."""
+    import re
+
+    if nnodes == 1:
+        if endpoint:
+            raise click.BadParameter("a rendezvous endpoint is for several nodes: add --nnodes N, or leave it out",
+                                     param_hint="--rdzv-endpoint")
+        return
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})", endpoint or "")
+    if not match or not 1 <= int(match[2]) <= 65535:
+        raise click.BadParameter(f"{(endpoint or '')[:80]!r} is not HOST:PORT" if endpoint else
+                                 "several nodes need one: node 0's address and a free port, the same on every node",
+                                 param_hint="--rdzv-endpoint")
 
 
 def _check_nproc(nproc: int) -> None:

@@ -260,6 +260,12 @@ CASES = {
         ["`recipe_name`"]),
     "train_more_processes_than_cores": (lambda e: _train(e.recipe(), e, "--nproc", str((os.cpu_count() or 1) + 1)),
                                         ["--nproc"]),
+    "train_nodes_meeting_at_no_port": (lambda e: _train(e.recipe(), e, "--nnodes", "2", "--rdzv-endpoint", "host"),
+                                       ["'host' is not HOST:PORT"]),
+    "train_nodes_with_no_endpoint": (lambda e: _train(e.recipe(), e, "--nnodes", "2"), ["--rdzv-endpoint"]),
+    "train_endpoint_for_one_node": (lambda e: _train(e.recipe(), e, "--rdzv-endpoint", "h:29500"), ["--nnodes N"]),
+    "train_node_rank_past_the_nodes": (lambda e: _train(e.recipe(), e, "--nnodes", "2", "--node-rank", "2",
+                                                        "--rdzv-endpoint", "h:29500"), ["not below --nnodes 2"]),
     # ---- kit hash and the run's own files
     "hash_of_a_file": (lambda e: ["hash", str(e.file("f", "x"))], ["is a file"]),
     "hash_manifest_not_json": (lambda e: ["hash", str(_run_edit_text(e, "manifest.json", "{not json"))],
