@@ -220,8 +220,7 @@ def hardware_class(device: str, world_size: int, deterministic: bool, cpu_thread
     machines and processes (the all-reduce's order), the mode and threads. A CPU run: the CPU's
     architecture and the instruction-set level its kernels dispatch to (kit.determinism pins x86-64
     to AVX2), processes, mode and threads; the CPU's vendor and model are recorded beside the class
-    (fingerprint.environment), not in it: at one pinned level they run the same kernels. The host
-    CPU's level is in a GPU run's class too: weights built on the CPU (random init) depend on it."""
+    (fingerprint.environment), not in it: at one pinned level they run the same kernels."""
     import platform
 
     import torch
@@ -230,8 +229,8 @@ def hardware_class(device: str, world_size: int, deterministic: bool, cpu_thread
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
         return {"device_type": "cuda", "device_name": props.name,
-                "compute_capability": f"{props.major}.{props.minor}", "cpu_arch": arch, "cpu_isa": cpu_isa(),
-                "nodes": nodes, "world_size": world_size, "deterministic": deterministic, "cpu_threads": cpu_threads}
+                "compute_capability": f"{props.major}.{props.minor}", "nodes": nodes, "world_size": world_size,
+                "deterministic": deterministic, "cpu_threads": cpu_threads}
     return {"device_type": "cpu", "cpu_arch": arch, "cpu_isa": cpu_isa(), "nodes": nodes, "world_size": world_size,
             "deterministic": deterministic, "cpu_threads": cpu_threads}
 

@@ -72,8 +72,7 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
         _work(to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json)
         return
     if random_weights and gpu_memory:
-        # built before the cap (and cached): making 7B random weights on the GPU takes more than a small
-        # card holds, while training them 4-bit does not; the weights are the same either way
+        # built (on the CPU, and cached) before the cap, so the cap is all the GPU memory training has
         from kit.model import source
 
         source.materialize_random(to_train.recipe.model)

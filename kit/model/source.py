@@ -206,32 +206,22 @@ def random_stand_in(loaded: LoadedRecipe) -> LoadedRecipe:
     return LoadedRecipe(labelled, loaded.path)
 
 
-RANDOM_FORMAT = 2  # safetensors' save_model of the whole state dict, every rank's files the same
+RANDOM_FORMAT = 3  # numpy PCG64 draws per tensor, cast by torch, saved with safetensors' save_file
 
 
 def materialize_random(spec: ModelSource) -> Path:
-    """Build the seeded random model once, save it as safetensors in the cache, return its folder."""
-    import torch
-
-    # Initialised on the run's device type: seconds for a 7B on a GPU instead of minutes on CPUs.
-    # CPU and CUDA generators draw different numbers, so the device is part of the weights' identity
-    # (and the base_model fingerprint, a hash of the saved files, shows it).
-    # On a CPU the draws also depend on the kernels' instruction-set level (pinned: kit.determinism),
-    # and the files on how they are written (RANDOM_FORMAT): a cache made otherwise is not reused.
-    from kit.hardware import cpu_isa
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    """Build the seeded random model once, save it as safetensors in the cache, return its folder.
+    The same bytes on every machine: see _build_random."""
     key = io.sha256_json({"config": spec.config, "init_seed": spec.init_seed, "dtype": spec.dtype,
-                          "torch": torch.__version__.split("+")[0], "device": device, "format": RANDOM_FORMAT,
-                          **({"cpu_isa": cpu_isa()} if device == "cpu" else {})})[:16]
-    target = cache_dir() / "random-models" / f"{spec.architecture}-{device}-{key}"
+                          "format": RANDOM_FORMAT})[:16]
+    target = cache_dir() / "random-models" / f"{spec.architecture}-{key}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with shared_build(target):  # N processes of one run start at once: one builds, the others wait
         if (target / "config.json").is_file():
             return target
-        _build_random(spec, device, target)
+        _build_random(spec, target)
     return target
 
 
@@ -244,25 +234,46 @@ def shared_build(target: Path):
     return FileLock(str(target.parent / f".{target.name}.lock"))
 
 
-def _build_random(spec: ModelSource, device: str, target: Path) -> None:
+def _build_random(spec: ModelSource, target: Path) -> None:
+    """The model's initialisation drawn portably: each weight matrix from its own numpy PCG64 stream
+    (seeded by init_seed and the tensor's name) as normal(0, initializer_range), the embedding's
+    padding row zero, vectors ones (norm weights) or zeros (biases), as the architecture initialises
+    them. numpy's generator gives the same numbers on every CPU, GPU host and torch version, so the
+    base model, an input of every run, is the same bytes everywhere (torch's own init differs by
+    device, kernel level and version). Tensors are drawn in parallel threads (numpy releases the GIL)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
     import torch
-    from safetensors.torch import save_model
-    from transformers import OlmoConfig, OlmoForCausalLM
+    from safetensors.torch import save_file
+    from transformers import GenerationConfig, OlmoConfig, OlmoForCausalLM
 
     config = OlmoConfig(**spec.config)
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(spec.init_seed)
-    with torch.device(device):
-        model = OlmoForCausalLM._from_config(config, dtype=getattr(torch, spec.dtype))
-    model = model.to("cpu")
-    torch.set_rng_state(generator_state)
+    dtype = getattr(torch, spec.dtype)
+    with torch.device("meta"):
+        shapes = {name: tuple(t.shape) for name, t in OlmoForCausalLM._from_config(config).state_dict().items()}
+    if config.tie_word_embeddings:
+        shapes.pop("lm_head.weight", None)
+    std = np.float32(config.initializer_range)
+
+    def draw(name: str):
+        shape = shapes[name]
+        if len(shape) < 2:
+            return name, (torch.ones if name.endswith("weight") else torch.zeros)(shape, dtype=dtype)
+        seed = np.random.SeedSequence([spec.init_seed, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")])
+        values = np.random.Generator(np.random.PCG64(seed)).standard_normal(shape, dtype=np.float32) * std
+        if name.endswith("embed_tokens.weight") and config.pad_token_id is not None and config.pad_token_id < shape[0]:
+            values[config.pad_token_id] = 0
+        return name, torch.from_numpy(values).to(dtype)
+
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        tensors = dict(pool.map(draw, sorted(shapes)))
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        # Written with safetensors itself: under torch.distributed, save_pretrained writes the weights
-        # on global rank 0 only, and the rank that holds the lock may be another one.
-        model.config.save_pretrained(tmp)
-        model.generation_config.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config.save_pretrained(tmp)
+        GenerationConfig.from_model_config(config).save_pretrained(tmp)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         for path in (tmp, *tmp.iterdir()):  # a shared cache: readable by the other users of it
             path.chmod(0o755 if path.is_dir() else 0o644)
         tmp.rename(target)  # complete or absent: never half a folder

@@ -184,18 +184,16 @@ def _loss_curve(log: Path) -> list[dict]:
 # ---- the reference file ----------------------------------------------------------------------
 
 def hardware_slug(hw: dict) -> str:
-    """File name of a hardware class: cpu-x86_64-avx2-w1-t2-det, cuda-nvidia-h200-cc9.0-w1-t16-det (a
-    GPU host's CPU level shown when it is not the pinned x86_64 AVX2; nodes when more than one)."""
+    """File name of a hardware class: cpu-x86_64-avx2-w1-t2-det, cuda-nvidia-h200-cc9.0-w1-t16-det
+    (nodes shown when more than one)."""
     mode = "det" if hw.get("deterministic") else "nondet"
     nodes = f"-n{hw['nodes']}" if (hw.get("nodes") or 1) > 1 else ""
     tail = f"{nodes}-w{hw['world_size']}-t{hw['cpu_threads']}-{mode}"
-    cpu = "-".join(_slug(hw.get(k) or "unknown") for k in ("cpu_arch", "cpu_isa"))
     if hw["device_type"] == "cpu":
-        return f"cpu-{cpu}{tail}"
+        return "cpu-" + "-".join(_slug(hw.get(k) or "unknown") for k in ("cpu_arch", "cpu_isa")) + tail
     name = _slug(hw.get("device_name") or "unknown")
     cc = f"-cc{hw['compute_capability']}" if hw.get("compute_capability") else ""
-    host = "" if cpu == "x86_64-avx2" else f"-{cpu}"
-    return f"{hw['device_type']}-{name}{cc}{host}{tail}"
+    return f"{hw['device_type']}-{name}{cc}{tail}"
 
 
 def _slug(text) -> str:

@@ -15,8 +15,8 @@ from kit.report import aggregate, dataset, upload
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
 CPU = {"device_type": "cpu", "cpu_arch": "x86_64", "cpu_isa": "avx2", "nodes": 1, "world_size": 1,
        "deterministic": True, "cpu_threads": 2}
-H100 = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "cpu_arch": "x86_64",
-        "cpu_isa": "avx2", "nodes": 1, "world_size": 1,
+H100 = {"device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "nodes": 1,
+        "world_size": 1,
         "deterministic": True, "cpu_threads": 16}
 
 
