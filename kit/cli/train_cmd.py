@@ -58,8 +58,8 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
         raise click.UsageError("--gpu-memory and --random-weights run in one process: leave out --nproc and --nnodes")
     if resume_dir:
         output, to_train = resume_dir, None
-        if not distributed.is_worker():
-            nproc = resume.check(resume_dir, strategy, allow_data_change, nproc)  # the run's own flags
+        if not distributed.is_worker() and node_rank == 0:  # the run's own flags and layout
+            nproc = resume.check(resume_dir, strategy, allow_data_change, nproc, nnodes)
     else:
         to_train = _recipe_to_train(recipe, gpu_memory, random_weights, quiet=as_json or distributed.is_worker())
         output = output or Path("runs") / (to_train.recipe.name if random_weights else to_train.path.stem)

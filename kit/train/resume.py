@@ -38,9 +38,9 @@ def check_flags(manifest: dict, strategy: str | None, allow_data_change: bool, r
     return started
 
 
-def check(run: Path, strategy: str | None, allow_data_change: bool, nproc: int | None) -> int:
-    """For the command line, before anything starts: the flags, and the process count to resume
-    with (the run's own; another one is refused)."""
+def check(run: Path, strategy: str | None, allow_data_change: bool, nproc: int | None, nnodes: int = 1) -> int:
+    """For the command line, before anything starts: the flags, and the process count per machine to
+    resume with (the run's own layout; another one is refused)."""
     if not (Path(run) / rundir.MANIFEST).is_file() or not (Path(run) / rundir.RECIPE).is_file():
         missing = rundir.MANIFEST if not (Path(run) / rundir.MANIFEST).is_file() else rundir.RECIPE
         raise RunDirError(f"nothing to resume: no {missing} in the folder", where=str(run),
@@ -49,11 +49,17 @@ def check(run: Path, strategy: str | None, allow_data_change: bool, nproc: int |
     if manifest["status"] == "complete":
         raise RunDirError("the run is already complete", where=str(run), fix="nothing to resume")
     check_flags(manifest, strategy, allow_data_change, run)
-    world = manifest["inputs"]["environment"]["hardware"]["world_size"]
-    if nproc is not None and nproc != world:
-        raise RunDirError(f"the run started on {world} process(es); resuming on {nproc} would sum its gradients "
-                          "in another order", where=str(run), fix=f"resume without --nproc (or with --nproc {world})")
-    return world
+    hardware = manifest["inputs"]["environment"]["hardware"]
+    world, nodes = hardware["world_size"], hardware.get("nodes") or 1
+    if nnodes != nodes:
+        raise RunDirError(f"the run started on {nodes} machine(s); resuming on {nnodes} would sum its gradients "
+                          "in another order", where=str(run), fix=f"resume with --nnodes {nodes}")
+    per_node = max(1, world // nodes)
+    if nproc is not None and nproc != per_node:
+        raise RunDirError(f"the run started on {per_node} process(es) per machine; resuming on {nproc} would sum its "
+                          "gradients in another order", where=str(run),
+                          fix=f"resume without --nproc (or with --nproc {per_node})")
+    return per_node
 
 
 def recipe(run: Path) -> LoadedRecipe:

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from runs import edit_json, make_run
 
 from kit.cli import cli
 
 from conftest import REPO, TINY, write_recipe
+from runs import edit_json, make_run
 
 TOKEN = "hf_SecretSecretSecret1234567890ab"
 ROW = json.loads((REPO / "data/kwanzaa/train.jsonl").read_text().splitlines()[0])
@@ -252,6 +252,8 @@ CASES = {
                                         ["--allow-data-change was not given"]),
     "resume_on_another_process_count": (lambda e: ["train", "--resume", str(_interrupted(e)), "--nproc", "2"],
                                         ["started on 1 process"]),
+    "resume_on_another_number_of_machines": (lambda e: ["train", "--resume", str(_interrupted(e)), "--nnodes", "2",
+                                                       "--rdzv-endpoint", "h:29500"], ["started on 1 machine"]),
     "resume_a_damaged_train_log": (lambda e: ["train", "--resume", str(_damaged_log(e))],
                                    ["step 1 where step 2 belongs"]),
     "resume_a_complete_run": (lambda e: ["train", "--resume", str(e.run())], ["already complete"]),

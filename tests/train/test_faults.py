@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from runs import make_run
 
 from kit.cli import cli
 
 from conftest import REPO, TINY, manifest, write_recipe
+from runs import make_run
 
 
 def _kit_env(kit_cache: Path) -> dict:
