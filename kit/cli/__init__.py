@@ -87,6 +87,9 @@ def main() -> None:
     # micro-batches of varying length fragment PyTorch's CUDA caching allocator; expandable segments
     # keep reserved memory near what is allocated (benchmarks/README.md). A user's own setting wins.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    # torch's C++ log (a rendezvous retry prints its whole C++ stack, twice) stays out of a person's
+    # terminal: what fails reaches them as the kit's one line. TORCH_CPP_LOG_LEVEL=INFO shows it again.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
     missing = determinism.missing_env_switches()
     if missing and not os.environ.get("KWANZAA_KIT_NO_REEXEC"):
         os.environ.update(missing)

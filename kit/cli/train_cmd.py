@@ -38,6 +38,8 @@ class RunFailed(KitError):
               help="This machine's place, 0 .. nnodes-1 (node 0 writes the run's outputs).")
 @click.option("--rdzv-endpoint", metavar="HOST:PORT", default=None,
               help="With --nnodes > 1: where the nodes meet (node 0's address and a free port), the same on every node.")
+@click.option("--rdzv-timeout", type=click.IntRange(min=1, max=86400), default=900, show_default=True, metavar="SECONDS",
+              help="With --nnodes > 1: how long a node waits for the others to start.")
 @gpu_memory_option("Plan as if GPU 0 had this much free memory, and hold torch's allocations to it: "
                    "shows which recipe a smaller card runs, and that it fits.")
 @click.option("--random-weights", is_flag=True,
@@ -45,7 +47,7 @@ class RunFailed(KitError):
                    "download); the run is named <recipe>-random-weights and is not the Kwanzaa adapter.")
 @json_option
 def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes, node_rank, rdzv_endpoint,
-          gpu_memory, random_weights, as_json):
+          rdzv_timeout, gpu_memory, random_weights, as_json):
     """Train one recipe into a run directory: adapter, log, manifest."""
     from kit.train import distributed, resume
 
@@ -66,7 +68,7 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
     nproc = nproc or 1
     if (nproc > 1 or nnodes > 1) and not distributed.is_worker():
         _launch(nproc, to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json, nnodes,
-                node_rank, rdzv_endpoint)
+                node_rank, rdzv_endpoint, rdzv_timeout)
         return
     if distributed.is_worker():
         _work(to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json)
@@ -201,7 +203,7 @@ def _recipe_to_train(recipe: Path | None, gpu_memory: float | None, random_weigh
 
 
 def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json, nnodes=1, node_rank=0,
-            rdzv_endpoint=None) -> None:
+            rdzv_endpoint=None, rdzv_timeout=900) -> None:
     """Check the recipe, the split and the folder here, then train in nproc processes (per node) and report."""
     from kit import rundir
     from kit.recipe import from_resolved, load_recipe
@@ -224,7 +226,8 @@ def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_j
     nodes = f" x {nnodes} nodes (this is node {node_rank})" if nnodes > 1 else ""
     say(f"[bold]kit train[/] on {nproc} processes{nodes} -> {output}")
     try:
-        distributed.launch(nproc, args + (["--json"] if as_json else []), output, nnodes, node_rank, rdzv_endpoint)
+        distributed.launch(nproc, args + (["--json"] if as_json else []), output, nnodes, node_rank, rdzv_endpoint,
+                           rdzv_timeout)
     except distributed.WorkerFailed as e:
         click.echo(e.message if e.message.startswith(("Error:", "interrupted")) else f"Error: {e.message}", err=True)
         raise SystemExit(e.exit_code) from None

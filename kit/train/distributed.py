@@ -152,7 +152,7 @@ class WorkerFailed(KitError):
 
 
 def launch(nproc: int, kit_args: list[str], run: Path, nnodes: int = 1, node_rank: int = 0,
-           rdzv_endpoint: str | None = None) -> None:
+           rdzv_endpoint: str | None = None, rdzv_timeout: int = 900) -> None:
     """Run `python -m kit ARGS` in nproc worker processes on this node (of nnodes); raises
     WorkerFailed with the first failing rank's own line and exit code."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -166,8 +166,8 @@ def launch(nproc: int, kit_args: list[str], run: Path, nnodes: int = 1, node_ran
         if not rdzv_endpoint:
             raise KitError("several nodes need a rendezvous endpoint", where="--nnodes",
                            fix="pass --rdzv-endpoint HOST:PORT, the same on every node (node 0's address)")
-        rdzv = {"rdzv_backend": "static", "rdzv_endpoint": rdzv_endpoint, "rdzv_configs": {"rank": node_rank},
-                "run_id": "kit-" + rdzv_endpoint}
+        rdzv = {"rdzv_backend": "static", "rdzv_endpoint": rdzv_endpoint,
+                "rdzv_configs": {"rank": node_rank, "timeout": rdzv_timeout}, "run_id": "kit-" + rdzv_endpoint}
     else:
         rdzv = {"rdzv_backend": "c10d", "rdzv_endpoint": "localhost:0", "rdzv_configs": {},
                 "run_id": uuid.uuid4().hex}
@@ -178,6 +178,14 @@ def launch(nproc: int, kit_args: list[str], run: Path, nnodes: int = 1, node_ran
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         raise _worker_failure(run, rank, failure.exitcode) from None
+    except Exception as e:  # the nodes never met (torch's message holds C++ frames: its first line is enough)
+        if nnodes == 1:
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise WorkerFailed(f"Error: --rdzv-endpoint: node {node_rank} did not meet the other {nnodes - 1} node(s) at "
+                           f"{rdzv_endpoint} within {rdzv_timeout} s ({type(e).__name__}: {first}) Fix: start every "
+                           "node with the same --nnodes and --rdzv-endpoint (node 0's address and a free port), "
+                           "or give them longer with --rdzv-timeout", 2) from None
 
 
 def _worker_failure(run: Path, rank: int, exit_code: int) -> WorkerFailed:

@@ -119,3 +119,14 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint_and_train_as_two_processes(run_
     assert m["inputs"]["environment"]["hardware"]["world_size"] == 2
     assert json.loads(node0.stdout)["adapter_sha256"] == m["outputs"]["adapter"]["sha256"]
     assert (out / "logs/kit.rank1.log").exists()
+
+
+@pytest.mark.slow
+def test_a_node_whose_peers_never_come_says_so_in_one_line(run_kit, tmp_path):
+    out = tmp_path / "run"
+    proc = run_kit("train", "--recipe", str(TINY), "--output", str(out), "--nnodes", "2", "--node-rank", "1",
+                   "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-timeout", "2")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "frame #" not in proc.stderr
+    assert len(errors) == 1 and "did not meet the other 1 node(s)" in errors[0] and "--rdzv-timeout" in errors[0]
+    assert not out.exists()
