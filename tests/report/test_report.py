@@ -215,20 +215,7 @@ def _hw(run: Path) -> dict:
     return manifest(run)["inputs"]["environment"]["hardware"]
 
 
-# ---- reproduce (slow: trains and evaluates the tiny recipe) ----------------------------------
-
-@pytest.mark.slow
-def test_reproduce_trains_evaluates_verifies_and_reports_bit_exact(tiny_reference, run_kit, tmp_path):
-    out = tmp_path / "repro"
-    proc = run_kit("reproduce", "--output", str(out), "--json",
-                   env={reference.REFERENCES_ENV: str(tiny_reference.parent.parent)})
-    assert proc.returncode == 0, proc.stderr
-    for stage in ("[1/4] train", "[2/4] evaluate", "[3/4] verify", "[4/4] report"):
-        assert stage in proc.stderr
-    result = json.loads(proc.stdout)
-    assert result["verification"]["verdict"] == "bit-exact"
-    assert all(Path(f).is_file() for f in result["report_files"])
-
+# ---- reproduce (slow: trains and evaluates the tiny recipe; with a reference: tests/test_recipe_choice.py)
 
 @pytest.mark.slow
 def test_reproduce_without_a_reference_still_reports_then_exits_2_naming_the_recipe(run_kit, tmp_path):
