@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 
 def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
     runs = [tmp_path / "q1", tmp_path / "q2"]
+    recipe = write_recipe(tmp_path / "tiny-2-steps.yaml", training__max_steps=2)  # a step after the first update
     for out in runs:
-        run_kit("train", "--recipe", str(TINY), "--strategy", "qlora", "--output", str(out), check=True)
+        run_kit("train", "--recipe", str(recipe), "--strategy", "qlora", "--output", str(out), check=True)
     a, b = manifest(runs[0]), manifest(runs[1])
     assert a["plan"] == {"strategy": "qlora", "reason": "--strategy qlora given on the command line", "source": "user"}
     assert a["outputs"]["adapter"]["sha256"] == b["outputs"]["adapter"]["sha256"]
