@@ -18,12 +18,13 @@ kwanzaa-kit image), after `kit train` has made RUN:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
 
 from common import command, save, sync
+
+from kit import io
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
         seconds = time.perf_counter() - began
         results.append({"cache": cache, "seconds": round(seconds, 2), "new_tokens": new_tokens,
                         "new_tokens_per_s": round(new_tokens / seconds, 1),
-                        "responses_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest()})
+                        "responses_sha256": io.sha256_bytes("\n".join(texts).encode())})
         print(json.dumps(results[-1]), flush=True)
     strategy = loaded.manifest["plan"]["strategy"]
     summary = {"claim": "generation speed, dynamic vs static KV cache", "command": command(), "strategy": strategy,

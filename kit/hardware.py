@@ -221,17 +221,15 @@ def hardware_class(device: str, world_size: int, deterministic: bool, cpu_thread
     architecture and the instruction-set level its kernels dispatch to (kit.determinism pins x86-64
     to AVX2), processes, mode and threads; the CPU's vendor and model are recorded beside the class
     (fingerprint.environment), not in it: at one pinned level they run the same kernels."""
-    import platform
 
     import torch
 
-    arch = platform.machine().lower().replace("amd64", "x86_64")
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
         return {"device_type": "cuda", "device_name": props.name,
                 "compute_capability": f"{props.major}.{props.minor}", "nodes": nodes, "world_size": world_size,
                 "deterministic": deterministic, "cpu_threads": cpu_threads}
-    return {"device_type": "cpu", "cpu_arch": arch, "cpu_isa": cpu_isa(), "nodes": nodes, "world_size": world_size,
+    return {"device_type": "cpu", "cpu_arch": cpu_arch(), "cpu_isa": cpu_isa(), "nodes": nodes, "world_size": world_size,
             "deterministic": deterministic, "cpu_threads": cpu_threads}
 
 
@@ -248,5 +246,10 @@ def cpu_isa() -> str:
 PORTABLE_X86_ISA = "avx2"
 
 
+def cpu_arch() -> str:
+    """x86_64, aarch64... (Windows' AMD64 spelled as Linux spells it)."""
+    return platform.machine().lower().replace("amd64", "x86_64")
+
+
 def is_x86_64() -> bool:
-    return platform.machine().lower() in ("x86_64", "amd64")
+    return cpu_arch() == "x86_64"

@@ -66,7 +66,9 @@ class ModelSource(_Strict):
     @classmethod
     def _revision_is_a_commit_or_ref(cls, value: str | None) -> str | None:
         # a ref (main, a tag, refs/pr/2) is resolved by the run that uses it, which records the commit
-        if value is not None and not (_COMMIT.match(value) or _REF.match(value)) or _SHORT_COMMIT.match(value or ""):
+        if value is None:
+            return value
+        if _SHORT_COMMIT.match(value) or not (_COMMIT.match(value) or _REF.match(value)):
             raise ValueError("must be a 40-hex commit, or a branch, tag or refs/pr/N that a run resolves to one "
                              "(a short commit is ambiguous: give all 40 hex digits)")
         return value

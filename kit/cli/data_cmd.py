@@ -84,8 +84,7 @@ def _render_check(report: dict) -> None:
               help="Write nothing; exit 1 if the JSONL under --out differs from a fresh build.")
 def build(src: Path, out: Path, check_only: bool) -> None:
     """Render the chat JSONL from the YAML sources (deterministic: same YAML, same bytes)."""
-    import hashlib
-
+    from kit import io
     from kit.data import build as databuild
 
     texts = databuild.build(src)
@@ -100,7 +99,7 @@ def build(src: Path, out: Path, check_only: bool) -> None:
         return
     for path in databuild.write(texts, out):
         rows = path.read_bytes().count(b"\n")
-        click.echo(f"{path}  {rows} rows  sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}")
+        click.echo(f"{path}  {rows} rows  sha256 {io.sha256_file(path)}")
 
 
 @data.command()

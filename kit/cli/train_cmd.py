@@ -67,11 +67,11 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
         output = output or Path("runs") / (to_train.recipe.name if random_weights else to_train.path.stem)
     nproc = nproc or 1
     if (nproc > 1 or nnodes > 1) and not distributed.is_worker():
-        _launch(nproc, to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json, nnodes,
-                node_rank, rdzv_endpoint, rdzv_timeout)
+        _launch(nproc, to_train, output, strategy, allow_data_change, resume_dir, as_json, nnodes, node_rank,
+                rdzv_endpoint, rdzv_timeout)
         return
     if distributed.is_worker():
-        _work(to_train and to_train.path, output, strategy, allow_data_change, resume_dir, as_json)
+        _work(to_train, output, strategy, allow_data_change, resume_dir, as_json)
         return
     if random_weights and gpu_memory:
         # built (on the CPU, and cached) before the cap, so the cap is all the GPU memory training has
@@ -79,6 +79,8 @@ def train(recipe, output, strategy, allow_data_change, resume_dir, nproc, nnodes
 
         source.materialize_random(to_train.recipe.model)
     cap_gpu_memory(gpu_memory)
+    # a shipped or given recipe goes by its file (the run records where it came from); the random-weights
+    # stand-in exists only loaded
     manifest = _train_here(to_train if random_weights else to_train and to_train.path, output, strategy,
                            allow_data_change, resume_dir, as_json)
     if manifest:
@@ -123,6 +125,7 @@ def _train_here(recipe, output, strategy, allow_data_change, resume_dir, as_json
 
 
 def _name(recipe) -> str:
+    """A loaded recipe's name, or the recipe file as given."""
     return recipe.recipe.name if hasattr(recipe, "recipe") else str(recipe)
 
 
@@ -202,20 +205,16 @@ def _recipe_to_train(recipe: Path | None, gpu_memory: float | None, random_weigh
     return loaded
 
 
-def _launch(nproc, recipe, output, strategy, allow_data_change, resume_dir, as_json, nnodes=1, node_rank=0,
+def _launch(nproc, loaded, output, strategy, allow_data_change, resume_dir, as_json, nnodes=1, node_rank=0,
             rdzv_endpoint=None, rdzv_timeout=900) -> None:
-    """Check the recipe, the split and the folder here, then train in nproc processes (per node) and report."""
-    from kit import rundir
-    from kit.recipe import from_resolved, load_recipe
-    from kit.train import distributed, runner
+    """Check the split and the folder here (the recipe is loaded: `loaded`, or the resumed run's),
+    then train in nproc processes (per node) and report."""
+    from kit.train import distributed, resume, runner
 
     if resume_dir:
-        recipe_json = output / rundir.RECIPE
-        loaded_recipe = from_resolved(rundir.read_json(recipe_json, "recipe.json"), str(recipe_json))
-        where = str(recipe_json)
-    else:
-        loaded_recipe, where = load_recipe(recipe).recipe, f"{recipe}: training"
-    distributed.check_split(loaded_recipe.training.rows_per_step(), nproc * nnodes, where)
+        loaded = resume.recipe(output)
+    recipe = loaded.path
+    distributed.check_split(loaded.recipe.training.rows_per_step(), nproc * nnodes, f"{recipe}: training")
     _check_nproc(nproc)
     if node_rank == 0:
         runner.prepare_run_dir(output, bool(resume_dir))

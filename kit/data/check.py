@@ -192,10 +192,6 @@ def default_tokenizer():
     return load_default_tokenizer()
 
 
-def token_length(tokenizer, messages: list[dict]) -> int:
-    return token_lengths(tokenizer, messages)[0]
-
-
 def token_lengths(tokenizer, messages: list[dict]) -> tuple[int, int]:
     """(tokens of the whole row, tokens of its assistant answer + end-of-sequence): the second is
     what a model must generate to write that answer (a recipe's evaluation.max_new_tokens)."""

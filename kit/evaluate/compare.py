@@ -43,10 +43,6 @@ def _check_fraction(m, key: str, file: Path) -> None:
                         where=str(file), fix="re-run kit eval --output")
 
 
-def _items(obj) -> list:
-    return list(obj.items()) if isinstance(obj, dict) else []
-
-
 def _exact(m: dict | None) -> Fraction | None:
     if not m or not m.get("denominator"):
         return None

@@ -136,7 +136,7 @@ def _evaluate(run: Path, base_only: bool, on_batch) -> dict:
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     if not base_only:  # this command's own outputs only: the training's were fingerprinted by kit train
-        manifest = rundir.read_manifest(run, complete=True)
+        # (the manifest as load_run read it: nothing else writes it while this command holds the lock)
         # the adapter's card gets the eval results: a document beside the weights, not a bit-exact
         # output (kit.model.card), rewritten whole by this command, so only its own entry changes
         card.write_card(run / rundir.ADAPTER, recipe, manifest["inputs"]["recipe"]["sha256"],

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -241,7 +240,6 @@ def _build_random(spec: ModelSource, target: Path) -> None:
     them. numpy's generator gives the same numbers on every CPU, GPU host and torch version, so the
     base model, an input of every run, is the same bytes everywhere (torch's own init differs by
     device, kernel level and version). Tensors are drawn in parallel threads (numpy releases the GIL)."""
-    import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -261,7 +259,7 @@ def _build_random(spec: ModelSource, target: Path) -> None:
         shape = shapes[name]
         if len(shape) < 2:
             return name, (torch.ones if name.endswith("weight") else torch.zeros)(shape, dtype=dtype)
-        seed = np.random.SeedSequence([spec.init_seed, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")])
+        seed = np.random.SeedSequence([spec.init_seed, int(io.sha256_bytes(name.encode())[:16], 16)])
         values = np.random.Generator(np.random.PCG64(seed)).standard_normal(shape, dtype=np.float32) * std
         if name.endswith("embed_tokens.weight") and config.pad_token_id is not None and config.pad_token_id < shape[0]:
             values[config.pad_token_id] = 0
@@ -269,7 +267,7 @@ def _build_random(spec: ModelSource, target: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         tensors = dict(pool.map(draw, sorted(shapes)))
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    tmp = io.make_temp_dir(target.parent, ".tmp-")
     try:
         config.save_pretrained(tmp)
         GenerationConfig.from_model_config(config).save_pretrained(tmp)
