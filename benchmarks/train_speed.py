@@ -12,7 +12,7 @@ answer tokens only, deterministic mode on, the same rows per optimizer step and 
   kit     `kit train` on recipes/olmo7b-random-<strategy>.yaml with the variant's training settings,
           in fresh processes, twice: the reruns must give the same adapter bytes.
 
-Effective tokens/s counts real tokens only, over every step but the first (warm-up); peak memory is
+Effective tokens/s counts real tokens only, over every step (the first included, on both sides); peak memory is
 torch's peak reserved over the training steps, measured the same way on both sides.
 
 `sweep` runs kit variants in ONE process on one loaded model (LoRA weights carry over): it is for
@@ -22,8 +22,8 @@ On the GPU machine, from the repository root (setup-image.sh only on an image th
 kwanzaa-kit image):
 
   source benchmarks/setup-image.sh; cd benchmarks
-  python train_speed.py claim --strategy lora --variant recipe --variant micro_batch_tokens=5120 --out OUT
-  python train_speed.py claim --strategy qlora --variant recipe --variant micro_batch_tokens=6144 --out OUT
+  python train_speed.py claim --strategy lora --variant recipe --out OUT
+  python train_speed.py claim --strategy qlora --variant recipe --out OUT
       -> OUT/train-speed-<strategy>.json   (results/h200/2026-12-01-train-speed-{lora,qlora}.json)
   python train_speed.py sweep --strategy qlora --out OUT \
       --variant batching=packed,attention=varlen,micro_batch_tokens=4096 \

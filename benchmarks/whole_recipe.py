@@ -8,6 +8,7 @@ no weights can be downloaded where this runs. Then times the commands a user run
   kit train --recipe R --output RUN      (the first run also builds and saves the random weights:
                                           timed apart, it stands in for the download)
   kit eval RUN
+  kit eval RUN                           (--eval-twice: again, to show the same responses come back)
 
 Each command is a fresh process, timed from start to exit (hashing the base weights, loading and
 saving included).
@@ -16,8 +17,10 @@ On the GPU machine, from the repository root (setup-image.sh only on an image th
 kwanzaa-kit image):
 
   source benchmarks/setup-image.sh; cd benchmarks
-  python whole_recipe.py --strategy lora --out OUT
-      -> OUT/whole-lora-recipe.json   (results/h200/2026-11-29-whole-recipe-lora.json)
+  python whole_recipe.py --strategy lora --eval-twice --out OUT
+      -> OUT/whole-lora-recipe.json   (results/h200/<date>-whole-recipe-lora.json)
+  python whole_recipe.py --strategy qlora --out OUT
+      -> OUT/whole-qlora-recipe.json  (results/h200/<date>-whole-recipe-qlora.json)
   python whole_recipe.py --recipe ../recipes/tiny.yaml --strategy qlora --set evaluation.merge_adapter=true \
       --set evaluation.batch_size=auto --out OUT
       -> OUT/whole-qlora-recipe.json  (results/h200/2026-12-01-whole-recipe-tiny-qlora-train.json)
@@ -62,6 +65,10 @@ def kit(out: Path, *args: str) -> tuple[float, dict]:
     return seconds, json.loads(done.stdout)
 
 
+def responses_sha256(run: Path) -> str:
+    return json.loads((run / "manifest.json").read_text())["outputs"]["eval_responses"]["sha256"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--strategy", choices=["lora", "qlora"], default="lora")
@@ -69,6 +76,8 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/whole")
     p.add_argument("--eval-cache", choices=["dynamic", "static"], default=None, help="default: the recipe's")
     p.add_argument("--max-eval-rows", type=int, default=None, help="default: the recipe's (all)")
+    p.add_argument("--eval-twice", action="store_true",
+                   help="run kit eval a second time and compare its responses with the first's")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="another recipe value (YAML), e.g. evaluation.merge_adapter=true; repeatable")
     args = p.parse_args()
@@ -110,14 +119,21 @@ def main() -> None:
     result["total_wall_seconds"] = round(result["train_wall_seconds"] + result["eval_wall_seconds"], 1)
     result["whole_recipe_seconds"] = result["total_wall_seconds"]
     result["generation"] = json.loads((run / "eval" / "metrics.json").read_text())["generation"]
-    result["responses_sha256"] = json.loads((run / "manifest.json").read_text())["outputs"]["eval_responses"]["sha256"]
+    result["responses_sha256"] = responses_sha256(run)
     (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))
+    if args.eval_twice:
+        result["eval_rerun_wall_seconds"], _ = kit(out, "eval", str(run))
+        again = responses_sha256(run)
+        result["eval_rerun_responses_sha256"] = again
+        result["eval_rerun_identical"] = again == result["responses_sha256"]
+        (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))
     sp = result["train"]["speed"]
     print(f"whole recipe {tag}: train {result['train_wall_seconds']:.0f} s ({result['train']['steps']} steps, "
           f"{sp['tokens_per_s']} tok/s, MFU {sp['mfu']}, peak {sp.get('peak_reserved_gib')} GiB) + eval "
           f"{result['eval_wall_seconds']:.0f} s ({result['eval']['rows']} rows, generate "
           f"{result['eval']['generate_seconds']} s, {result['eval']['new_tokens']} new tokens) = "
-          f"{result['total_wall_seconds']:.0f} s; random weights built in {result['random_weights_seconds']} s")
+          f"{result['total_wall_seconds']:.0f} s; random weights built in {result['random_weights_seconds']} s"
+          + (f"; eval again: identical responses {result['eval_rerun_identical']}" if args.eval_twice else ""))
 
 
 if __name__ == "__main__":

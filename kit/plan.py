@@ -3,9 +3,9 @@
 Parameter-bound components are computed exactly from the architecture (OlmoConfig) and the
 adapter; the activation term (what gradient checkpointing keeps, the recomputed layer, the fp32
 logits and their gradient, allocator slack) is linear in tokens per micro-batch, fitted on peak
-*reserved* memory that the kit's own `kit qualify` measured (benchmarks/results/*/*-peak-memory-*.json;
-shared/measurements/h100-olmo7b-2026-11-28 agrees within 3-5%). What `peak_gib` estimates is torch's peak reserved memory,
-the figure `kit qualify` measures; `device_gib` adds the CUDA context, and is what must fit.
+*reserved* memory that the kit's own `kit qualify` measured (benchmarks/results/*/*-peak-memory-*.json).
+What `peak_gib` estimates is torch's peak reserved memory, the figure `kit qualify` measures;
+`device_gib` adds the CUDA context, and is what must fit.
 
 Rule: LoRA (bf16) when its device_gib fits in the free memory less a 10% margin, else QLoRA
 (nf4), else a refusal that names the longest sequence that would fit, or the card that would.
@@ -24,15 +24,15 @@ CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measure
 # Activation GiB per token of a micro-batch, and a constant, fitted on the peak reserved memory
 # that `kit qualify` measured at seq 2048 and 4096 (gradient checkpointing on, one row, every token
 # a label, so full-vocabulary logits: an upper bound for answer-only training; benchmarks/results/);
-# seq 1024 was held out and is predicted within 0.5%. Without checkpointing only bench.py's seq-2048
-# point exists (shared/measurements), so it is a ratio (and QLoRA's predates the bf16 embeddings).
+# seq 1024 was held out and is predicted within 0.5%. Without checkpointing only one seq-2048
+# point exists (an H100 measurement of 2026-11-28), so it is a ratio (and QLoRA's predates the bf16 embeddings).
 ACTIVATION_FIT = {
     ("lora", True): {"per_token_gib": 1.2959e-3, "const_gib": 0.100,
                      "source": "kit qualify, H100 80GB HBM3, 2026-11-28 (fit 2048+4096, 1024 held out: +0.4%)"},
     ("qlora", True): {"per_token_gib": 9.814e-4, "const_gib": 0.272,
                       "source": "kit qualify, H200, 2026-11-29, bf16 embeddings (fit 2048+4096, 1024 held out: -0.1%)"},
-    ("lora", False): {"per_token_gib": 1.046e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
-    ("qlora", False): {"per_token_gib": 1.379e-2, "const_gib": 0.0, "source": "H100 bench.py 2026-11-28 (seq 2048 only)"},
+    ("lora", False): {"per_token_gib": 1.046e-2, "const_gib": 0.0, "source": "H100, 2026-11-28 (seq 2048 only)"},
+    ("qlora", False): {"per_token_gib": 1.379e-2, "const_gib": 0.0, "source": "H100, 2026-11-28 (seq 2048 only)"},
 }
 
 # Deterministic-mode training throughput of one seq-2048 row per micro-batch (checkpointing, `kit

@@ -69,7 +69,28 @@ def load_for_training(path: Path, recipe, method: str, device: str, seed: int):
     model = get_peft_model(model, config)
     if not device.startswith("cuda"):
         model.to(device)  # the new adapter weights
+    if getattr(torch, recipe.model.dtype) != torch.float32:
+        # mixed precision: the adapter's weights (and their gradients and optimizer state) stay float32,
+        # its matmuls run in the model's dtype under training_precision's autocast. peft would otherwise
+        # copy every projection's input to float32 and keep the whole LoRA path in float32.
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
     return model
+
+
+def training_precision(recipe, device: str):
+    """The autocast a training forward runs under: the model's dtype when it is narrower than float32
+    (the frozen weights are already in it; the float32 adapter weights are cast per matmul), none for a
+    float32 model. Gradient checkpointing recomputes under the same autocast."""
+    import contextlib
+
+    import torch
+
+    dtype = getattr(torch, recipe.model.dtype)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def forward_loss(model, batch, num_items: int, device: str, logits_chunk: int | None = None):

@@ -36,7 +36,7 @@ from kit import determinism, io, rundir
 from kit.data.batches import collate, collate_packed
 from kit.data.rows import IGNORE_INDEX, EncodedRow
 from kit.errors import TrainingError
-from kit.model.load import forward_loss
+from kit.model.load import forward_loss, training_precision
 from kit.train import checkpoint
 from kit.train.batching import batch_sha256, micro_batches, schedule
 from kit.train.distributed import Dist, split_rows
@@ -157,7 +157,8 @@ def run_loop(model, rows: list[EncodedRow], recipe, run: Path, device: str, pad_
                 batch = collate_packed(mb, device) if t.batching == "packed" else collate(mb, pad_id, device)
                 padded += batch.input_ids.numel()
                 # each micro-batch's loss is its share of the step: sum over its tokens / step tokens
-                loss = forward_loss(model, batch, label_tokens, device, t.logits_chunk)
+                with training_precision(recipe, device):
+                    loss = forward_loss(model, batch, label_tokens, device, t.logits_chunk)
                 loss.backward()
                 loss_sum += loss.detach().double()
             dist.all_reduce_grads(params)

@@ -16,7 +16,7 @@ The prediction interval asks "could one more run come from the seeds' distributi
 the mean the same" (that would be sqrt(1/n), too narrow for a single run). The floor keeps a band
 from collapsing when the seeds happen to agree (a metric stuck at 0, a short run): a metric
 cannot move by less than one item, and 0.1% of a loss is ~8x the drift measured between two
-non-deterministic H100 runs after 4-6 steps (1.3e-4 relative; shared/measurements), 70x below
+non-deterministic H100 runs after 4-6 steps (1.3e-4 relative), 70x below
 a 7% loss-normalisation change.
 """
 

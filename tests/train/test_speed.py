@@ -1,4 +1,4 @@
-"""Issue 9 on the CPU: packed batching keeps the math, the speed switches are recorded, and
+"""On the CPU: packed batching keeps the math, the speed switches are recorded, and
 tokens/s, MFU and evaluation seconds reach the manifest, `kit train` and the report.
 (Speed itself is measured on a GPU, in benchmarks/, never in a timed test.)"""
 
@@ -187,7 +187,9 @@ def test_qlora_keeps_the_unquantized_weights_and_the_residual_stream_in_the_mode
     hidden = []
     net.base_model.model.model.layers[0].register_forward_hook(lambda m, i, o: hidden.append(o[0] if isinstance(o, tuple) else o))
     net.train()
-    net(input_ids=torch.tensor([[5, 6, 7, 8]]), labels=torch.tensor([[5, 6, 7, 8]])).loss.backward()
+    with kit_model.training_precision(recipe, "cpu"):  # as the training loop runs it
+        loss = net(input_ids=torch.tensor([[5, 6, 7, 8]]), labels=torch.tensor([[5, 6, 7, 8]])).loss
+    loss.backward()
     assert hidden[0].dtype == torch.bfloat16
     assert all(p.grad is not None for n, p in params.items() if p.requires_grad and "lora_B" in n)
 
@@ -288,3 +290,31 @@ def test_a_qlora_adapter_merges_into_the_dequantized_weights_it_was_trained_agai
     # moves the logits far more than that, and the merge keeps all of it
     adapter_effect = (expected - without).abs().max()
     assert (got - expected).abs().max() < 0.05 * adapter_effect
+
+
+def test_a_bf16_model_trains_a_float32_adapter_with_bf16_matmuls(kit_cache, monkeypatch):
+    """Mixed precision: the adapter's weights and gradients stay float32 (the optimizer updates them
+    there), its matmuls take the model's bf16 activations as they are; a float32 model is untouched."""
+    import torch
+
+    from kit.model import load
+    from kit.model.source import materialize_random
+    from kit.recipe import load_recipe, with_overrides
+
+    monkeypatch.setenv("KWANZAA_KIT_CACHE", str(kit_cache))
+    base = load_recipe(REPO / "recipes/tiny.yaml")
+    for dtype, lora_input in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        recipe = with_overrides(base, model={"dtype": dtype}).recipe
+        net = load.load_for_training(materialize_random(recipe.model), recipe, "lora", "cpu", recipe.seed)
+        seen = []
+        for name, module in net.named_modules():
+            if name.endswith("lora_A.default"):
+                module.register_forward_pre_hook(lambda m, args, seen=seen: seen.append(args[0].dtype))
+        ids = torch.arange(3, 40)[None]
+        with load.training_precision(recipe, "cpu"):
+            loss = net(input_ids=ids, labels=ids).loss
+        loss.backward()
+        trained = [p for p in net.parameters() if p.requires_grad]
+        assert seen and set(seen) == {lora_input}, dtype
+        assert {p.dtype for p in trained} == {p.grad.dtype for p in trained} == {torch.float32}, dtype
+        assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in trained)
