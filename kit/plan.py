@@ -21,25 +21,27 @@ from kit.hardware import DENSE_BF16_TFLOPS, H100_TFLOPS, GiB
 MARGIN = 0.10           # keep 10% of the free memory for fragmentation and other processes
 CUDA_CONTEXT_GIB = 0.85  # device memory used outside torch's allocator (measured: 0.75-0.86 GiB)
 
-# Activation GiB per token of a micro-batch, and a constant, fitted on the peak reserved memory
-# that `kit qualify` measured at seq 2048 and 4096 (gradient checkpointing on, one row, every token
-# a label, so full-vocabulary logits: an upper bound for answer-only training; benchmarks/results/);
-# seq 1024 was held out and is predicted within 0.5%. Without checkpointing only one seq-2048
-# point exists (an H100 measurement of 2026-11-28), so it is a ratio (and QLoRA's predates the bf16 embeddings).
+# Activation GiB per token of a micro-batch, and a constant, through the peak reserved memory that
+# `kit qualify` measured at seq 1024 and 4096 (gradient checkpointing on, one row, every token a label,
+# so full-vocabulary logits: an upper bound for answer-only training; benchmarks/results/). Peak memory
+# grows a little faster than linearly with the tokens, so this chord over-estimates in between: seq 2048
+# was held out and is over-estimated by 1.2% (LoRA) and 2.9% (QLoRA), never under. Without checkpointing
+# only one seq-2048 point exists (an H100 measurement of 2026-11-28, before the adapter's mixed
+# precision), so it is a ratio.
 ACTIVATION_FIT = {
-    ("lora", True): {"per_token_gib": 1.2959e-3, "const_gib": 0.100,
-                     "source": "kit qualify, H100 80GB HBM3, 2026-11-28 (fit 2048+4096, 1024 held out: +0.4%)"},
-    ("qlora", True): {"per_token_gib": 9.814e-4, "const_gib": 0.272,
-                      "source": "kit qualify, H200, 2026-11-29, bf16 embeddings (fit 2048+4096, 1024 held out: -0.1%)"},
+    ("lora", True): {"per_token_gib": 3.9290e-4, "const_gib": 0.725,
+                     "source": "kit qualify, H200, 2026-12-01 (fit 1024+4096, 2048 held out: +1.2%)"},
+    ("qlora", True): {"per_token_gib": 3.8770e-4, "const_gib": 0.897,
+                      "source": "kit qualify, H200, 2026-12-01 (fit 1024+4096, 2048 held out: +2.9%)"},
     ("lora", False): {"per_token_gib": 1.046e-2, "const_gib": 0.0, "source": "H100, 2026-11-28 (seq 2048 only)"},
     ("qlora", False): {"per_token_gib": 1.379e-2, "const_gib": 0.0, "source": "H100, 2026-11-28 (seq 2048 only)"},
 }
 
 # Deterministic-mode training throughput of one seq-2048 row per micro-batch (checkpointing, `kit
-# qualify`): LoRA on an H100 80GB HBM3 (2026-11-28), QLoRA with bf16 embeddings on an H200
-# (2026-11-29; the same dense bf16 peak, 989 TFLOP/s), scaled to other GPUs by their dense bf16 peak
-# (an estimate: only these two are measured). A GPU not in the table gets no time estimate.
-H100_TOKENS_PER_S = {"lora": 3221.0, "qlora": 2788.6}
+# qualify`, an H200, 2026-12-01; the H100 SXM shares its dense bf16 peak, 989 TFLOP/s), scaled to
+# other GPUs by their dense bf16 peak (an estimate: only the H200 is measured). A GPU not in the
+# table gets no time estimate.
+H100_TOKENS_PER_S = {"lora": 3204.1, "qlora": 2836.9}
 # Data-parallel speed-up of tokens/s, N GPUs over one, measured with `kit train --nproc N`
 # (benchmarks/README.md); a (strategy, N) not listed is estimated as linear, and says so.
 DP_SCALING: dict[tuple[str, int], dict] = {}
@@ -186,7 +188,7 @@ def tokens_per_s(strategy: str, gpu_name: str | None) -> tuple[float | None, str
     for key, tflops in DENSE_BF16_TFLOPS.items():
         if key.lower() in gpu_name.lower():
             if tflops == H100_TFLOPS:  # H100 SXM and H200: one bf16 peak, where the table was measured
-                how = "measured on an H100 (LoRA) and an H200 (QLoRA), which share this GPU's bf16 peak"
+                how = "measured on an H200, which shares this GPU's bf16 peak"
             else:
                 how = f"scaled from the H100/H200 measurement by bf16 peak {tflops}/{H100_TFLOPS} TFLOP/s"
             return H100_TOKENS_PER_S[strategy] * tflops / H100_TFLOPS, how

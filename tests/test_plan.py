@@ -53,12 +53,17 @@ def test_plan_refuses_a_card_too_small_and_says_what_would_fit():
 def test_plan_suggests_a_smaller_token_budget_then_a_shorter_sequence_when_one_fits():
     loaded = load_recipe(QLORA)
     assert loaded.recipe.training.micro_batch_tokens == 4096  # the QLoRA recipe packs 4096 tokens
-    d = plan.decide(loaded.recipe, 8.5)
-    assert d.strategy is None and "`training.micro_batch_tokens: null`" in d.reason
     unpacked = with_overrides(loaded, training={"micro_batch_tokens": None}).recipe
-    assert plan.estimate(unpacked, "qlora", 2048, 8.5).fits
-    d = plan.decide(unpacked, 7.4)
-    assert d.strategy is None and "sequences up to" in d.reason
+    packed_gib = plan.estimate(loaded.recipe, "qlora", 2048, None).device_gib
+    unpacked_gib = plan.estimate(unpacked, "qlora", 2048, None).device_gib
+    assert unpacked_gib < packed_gib
+    between = (packed_gib + unpacked_gib) / 2 / (1 - plan.MARGIN)  # a card that holds one row, not the pack
+    d = plan.decide(loaded.recipe, between)
+    assert d.strategy is None and "`training.micro_batch_tokens: null`" in d.reason
+    assert plan.estimate(unpacked, "qlora", 2048, between).fits
+    short = plan.estimate(unpacked, "qlora", 1024, None).device_gib / (1 - plan.MARGIN) + 0.01
+    d = plan.decide(unpacked, short)  # not even one row of 2048 tokens, but one of 1024
+    assert d.strategy is None and "sequences up to 1024 tokens" in d.reason
 
 
 def test_memory_grows_with_the_sequence_and_components_add_up():
