@@ -67,6 +67,30 @@ def tiny_run(run_kit, tmp_path_factory) -> Path:
     return out
 
 
+def changed_data_layout(root: Path) -> Path:
+    """recipes/tiny.yaml (the same file, so the same recipe sha256) beside a copy of the data whose
+    first training row has one word changed; returns the recipe's path."""
+    (root / "recipes").mkdir(parents=True)
+    shutil.copy(TINY, root / "recipes" / "tiny.yaml")
+    data = root / "data" / "kwanzaa"
+    shutil.copytree(REPO / "data" / "kwanzaa", data)
+    rows = (data / "train.jsonl").read_text().splitlines()
+    rows[0] = rows[0].replace("Kwanzaa", "Kwanzaa!", 1)
+    (data / "train.jsonl").write_text("\n".join(rows) + "\n")
+    return root / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def changed_data_run(run_kit, tmp_path_factory) -> Path:
+    """The tiny recipe trained (uninterrupted, --allow-data-change) and evaluated on data with one
+    changed row; shared read-only."""
+    recipe = changed_data_layout(tmp_path_factory.mktemp("changed-data"))
+    out = recipe.parent.parent / "run"
+    run_kit("train", "--recipe", str(recipe), "--output", str(out), "--allow-data-change", check=True)
+    run_kit("eval", str(out), check=True)
+    return out
+
+
 def _private_copy(run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run, tmp_path / "run"))
 

@@ -95,4 +95,7 @@ def main() -> None:
         os.environ.update(missing)
         os.environ["KWANZAA_KIT_NO_REEXEC"] = "1"
         os.execv(sys.executable, [sys.executable, "-m", "kit", *sys.argv[1:]])
+    from kit.model import load
+
+    load.ONE_COMMAND_PROCESS = True  # one command per process: a LoRA run may leave bitsandbytes unimported
     cli(prog_name="kit")

@@ -11,6 +11,47 @@ from kit.errors import ModelSourceError
 from kit.model import attention as attention_impl
 
 
+class _Without:
+    """sys.meta_path's PathFinder, blind to some top-level packages: importlib.util.find_spec says they
+    are not installed and importing them fails as for a missing package. Everything else, package
+    metadata (importlib.metadata) included, is found as before."""
+
+    def __init__(self, finder, hidden: frozenset[str]):
+        self.finder, self.hidden = finder, hidden
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.hidden:
+            return None
+        return self.finder.find_spec(fullname, path, target)
+
+    def __getattr__(self, name):  # find_distributions, invalidate_caches
+        return getattr(self.finder, name)
+
+
+# Set by the `kit` entry point: this process does one command's work, so a library it will not need can
+# stay unimported for the rest of it. Not in a process that calls kit's functions for other work too.
+ONE_COMMAND_PROCESS = False
+
+
+def skip_bitsandbytes() -> bool:
+    """For a `kit` process that trains or evaluates without quantization: keep bitsandbytes
+    unimported. peft imports it whenever it is installed, and its import loads torch's compiler (about
+    2.5 s on a CPU, in every `kit train` and `kit eval` of a LoRA run) for nothing. Only where it has
+    not been imported yet and peft has not looked for it. Returns whether it is now hidden."""
+    import importlib.machinery
+    import sys
+
+    if not ONE_COMMAND_PROCESS or any(m in sys.modules for m in ("bitsandbytes", "peft")):
+        return False
+    for i, finder in enumerate(sys.meta_path):
+        if isinstance(finder, _Without):
+            return True
+        if finder is importlib.machinery.PathFinder:
+            sys.meta_path[i] = _Without(finder, frozenset({"bitsandbytes"}))
+            return True
+    return False
+
+
 def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 

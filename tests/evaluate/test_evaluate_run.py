@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -17,13 +18,25 @@ def _hashes(run):
             if f.name != "timing.json"}
 
 
-def test_two_evaluations_of_one_run_give_identical_metrics_and_responses(evaluated_run, run_copy, run_kit):
-    run_kit("eval", str(run_copy), "--json", check=True)  # the second evaluation of this run
+def test_a_second_evaluation_elsewhere_gives_identical_bytes_and_adds_only_its_own_fingerprints(evaluated_run,
+                                                                                                 run_copy, run_kit):
+    """The evaluated run copied to another folder without its machine-local file (as from another
+    machine) and evaluated again: the same metrics and responses, byte for byte; the manifest gains
+    only the evaluation's fingerprints, the training's stay as they were and still check."""
+    before = manifest(run_copy)
+    (run_copy / ".local.json").unlink()  # where the recipe was on the machine that trained it
+    (run_copy / "eval/metrics.json").unlink()
+    proc = run_kit("eval", str(run_copy), "--json", check=True, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert "| peft" in proc.stderr and not re.search(r"\| +bitsandbytes\.", proc.stderr)  # LoRA: not needed
     assert _hashes(run_copy) == _hashes(evaluated_run)
     assert set(_hashes(run_copy)) == {"metrics.json", "responses.jsonl"}
     m = manifest(run_copy)
     assert m["outputs"]["eval_metrics"]["sha256"] == _hashes(run_copy)["metrics.json"]
     assert m["outputs"]["eval_responses"]["sha256"] == _hashes(run_copy)["responses.jsonl"]
+    assert {k: m["outputs"][k] for k in ("adapter", "train_log")} == \
+        {k: before["outputs"][k] for k in ("adapter", "train_log")}
+    assert {k: m[k] for k in ("inputs", "plan", "flags")} == {k: before[k] for k in ("inputs", "plan", "flags")}
+    assert run_kit("hash", str(run_copy)).returncode == 0
     metrics = json.loads((run_copy / "eval/metrics.json").read_text())
     assert metrics["generation"] == {"decoding": "greedy", "batch_size": 4, "cache": "dynamic", "max_new_tokens": 64,
                                      "stop": "eos, or the token that closes the first top-level JSON object",
@@ -40,9 +53,3 @@ def test_base_model_and_adapter_are_compared_side_by_side(run_copy, run_kit):
     out = json.loads(run_kit("compare", str(run_copy / "eval-base/metrics.json"), str(run_copy),
                              "--json", check=True).stdout)
     assert out["labels"] == {"a": "base", "b": "adapter"} and "parse_rate" in out["metrics"]
-
-
-def test_a_run_copied_from_another_machine_still_evaluates(run_copy, run_kit):
-    (run_copy / ".local.json").unlink()  # where the recipe was on the machine that trained it
-    proc = run_kit("eval", str(run_copy), "--json")
-    assert proc.returncode == 0, proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -10,12 +11,17 @@ from conftest import TINY, manifest, write_recipe
 
 pytestmark = pytest.mark.slow
 
+# PYTHONPROFILEIMPORTTIME lists every module a process imports (on stderr, kept across kit's re-exec)
+IMPORTS = {"PYTHONPROFILEIMPORTTIME": "1"}
+BITSANDBYTES_LOADED = re.compile(r"\| +bitsandbytes\.")  # one of its modules: really imported
+
 
 def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
     runs = [tmp_path / "q1", tmp_path / "q2"]
     recipe = write_recipe(tmp_path / "tiny-2-steps.yaml", training__max_steps=2)  # a step after the first update
-    for out in runs:
-        run_kit("train", "--recipe", str(recipe), "--strategy", "qlora", "--output", str(out), check=True)
+    procs = [run_kit("train", "--recipe", str(recipe), "--strategy", "qlora", "--output", str(out), check=True,
+                     env=IMPORTS) for out in runs]
+    assert BITSANDBYTES_LOADED.search(procs[0].stderr)  # 4-bit weights need it
     a, b = manifest(runs[0]), manifest(runs[1])
     assert a["plan"] == {"strategy": "qlora", "reason": "--strategy qlora given on the command line", "source": "user"}
     assert a["outputs"]["adapter"]["sha256"] == b["outputs"]["adapter"]["sha256"]
@@ -27,7 +33,9 @@ def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
 def test_different_seed_gives_different_adapter(tiny_run, run_kit, tmp_path):
     recipe = write_recipe(tmp_path / "seed7.yaml", seed=7, training__max_steps=1)  # the LoRA init differs already
     out = tmp_path / "seed7"
-    run_kit("train", "--recipe", str(recipe), "--output", str(out), check=True)
+    proc = run_kit("train", "--recipe", str(recipe), "--output", str(out), check=True, env=IMPORTS)
+    # a LoRA run leaves bitsandbytes (and the compiler its import loads) unimported: a faster start
+    assert "| peft" in proc.stderr and not BITSANDBYTES_LOADED.search(proc.stderr)
     assert manifest(out)["outputs"]["adapter"]["sha256"] != manifest(tiny_run)["outputs"]["adapter"]["sha256"]
     assert manifest(out)["inputs"]["recipe"]["sha256"] != manifest(tiny_run)["inputs"]["recipe"]["sha256"]
 

@@ -16,7 +16,7 @@ from kit.verify import judge as verify
 from kit.verify import reference
 from kit.verify.artifact import verify_artifact
 
-from conftest import REPO, TINY, manifest
+from conftest import REPO, manifest
 from samples import HARDWARE, SHA, sample_reference, sample_results
 
 
@@ -318,19 +318,9 @@ def test_a_missing_run_exits_2(run_kit, tmp_path):
 
 
 @pytest.mark.slow
-def test_one_changed_data_row_is_refused_then_a_mismatch_naming_the_dataset(tiny_reference, run_kit, tmp_path):
+def test_one_changed_data_row_is_refused_then_a_mismatch_naming_the_dataset(tiny_reference, changed_data_run, run_kit):
     # the same recipe file (same sha256) next to a copy of the data with one row changed
-    (tmp_path / "recipes").mkdir()
-    shutil.copy(TINY, tmp_path / "recipes" / "tiny.yaml")
-    data = tmp_path / "data" / "kwanzaa"
-    shutil.copytree(REPO / "data" / "kwanzaa", data)
-    rows = (data / "train.jsonl").read_text().splitlines()
-    rows[0] = rows[0].replace("Kwanzaa", "Kwanzaa!", 1)
-    (data / "train.jsonl").write_text("\n".join(rows) + "\n")
-    run = tmp_path / "run"
-    run_kit("train", "--recipe", str(tmp_path / "recipes" / "tiny.yaml"), "--output", str(run),
-            "--allow-data-change", check=True)
-    run_kit("eval", str(run), check=True)
+    run = changed_data_run
     refused = run_kit("verify", str(run), "--reference", str(tiny_reference))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "dataset" in refused.stderr and "recipe" not in refused.stderr.split("Fix:")[0]
