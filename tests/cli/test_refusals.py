@@ -205,7 +205,7 @@ CASES = {
                       ["finite"]),
     "recipe_lr_infinite": (lambda e: _train(e.recipe_edit("learning_rate: 0.002", "learning_rate: .inf"), e),
                            ["`training.learning_rate`"]),
-    "recipe_max_train_rows_negative": (lambda e: _train(e.recipe_edit("max_train_rows: 24", "max_train_rows: -1"), e),
+    "recipe_max_train_rows_negative": (lambda e: _train(e.recipe_edit("max_train_rows: 12", "max_train_rows: -1"), e),
                                        ["`data.max_train_rows`"]),
     "recipe_unknown_target_module": (lambda e: _train(e.recipe(adapter={"method": "lora", "target_modules":
                                                                           ["q_proj", "qkv_proj"]}), e),

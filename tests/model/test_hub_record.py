@@ -86,7 +86,7 @@ def recipe(tmp_path) -> Path:
     r["tokenizer"] = {"source": "model", "chat_template": "olmo-tulu"}
     for k in ("train", "eval"):
         r["data"][k] = str((TINY.parent / r["data"][k]).resolve())
-    r["data"].update(max_train_rows=16, max_eval_rows=2)  # two steps: the first has a warm-up lr of 0
+    r["data"].update(max_train_rows=8, max_eval_rows=2)  # two steps: the first has a warm-up lr of 0
     r["evaluation"]["max_new_tokens"] = 8
     path = tmp_path / "hub-tiny.yaml"
     path.write_text(yaml.safe_dump(r, sort_keys=False))

@@ -44,8 +44,8 @@ def test_a_batch_that_cannot_split_evenly_is_refused_before_anything_starts(run_
     out = tmp_path / "run"
     proc = run_kit("train", "--recipe", str(TINY), "--output", str(out), "--nproc", "3")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0 and "8 rows per optimizer step" in proc.stderr
-    assert "--nproc 2 or 4 or 8" in proc.stderr and not out.exists()
+    assert proc.stderr.strip().count("\n") == 0 and "4 rows per optimizer step" in proc.stderr
+    assert "--nproc 2 or 4," in proc.stderr and not out.exists()
     plan = run_kit("plan", "--recipe", "recipes/olmo7b-random-qlora.yaml", "--gpu-memory", "80", "--nproc", "3")
     assert plan.returncode == 2 and "16 rows per optimizer step" in plan.stderr
 
@@ -68,8 +68,14 @@ def test_a_first_run_on_an_empty_cache_succeeds_and_reruns_give_the_same_bytes(t
     one, two = _log(tiny_run), _log(runs[0])
     assert [(x["rows"], x["label_tokens"], x["batch_sha256"]) for x in one] == \
         [(x["rows"], x["label_tokens"], x["batch_sha256"]) for x in two]
-    for x, y in zip(one, two):
-        assert abs(x["loss"] - y["loss"]) < 1e-4
+    # before the first update (step 1 steps with lr 0 in warm-up, so steps 1 and 2) the losses differ by
+    # the summation order alone; after it they drift a little more: each rank draws its own LoRA dropout
+    # masks, so the gradients (and the adapter bytes) depend on the process layout, as its class says
+    assert one[0]["lr"] == 0
+    for x, y in zip(one[:2], two[:2]):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6)
+    for x, y in zip(one[2:], two[2:]):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)
 
 
 @pytest.mark.slow

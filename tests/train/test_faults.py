@@ -195,7 +195,7 @@ def test_a_read_only_run_is_refused_before_anything_is_generated(tmp_path, monke
 @pytest.fixture
 def small_recipe(tmp_path, monkeypatch, kit_cache) -> Path:
     monkeypatch.setenv("KWANZAA_KIT_CACHE", str(kit_cache))
-    return write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=16)  # two steps
+    return write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=8)  # two steps
 
 
 def test_a_non_finite_loss_fails_the_run_before_the_optimizer_steps(small_recipe, tmp_path, monkeypatch):
