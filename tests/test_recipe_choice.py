@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -38,25 +39,32 @@ def test_the_planner_picks_bf16_lora_where_it_fits_then_qlora_then_refuses():
     assert plan.choose_recipe(recipes, None).name == "tiny"
 
 
+def _plan(folder: Path, monkeypatch, *args: str):
+    """`kit plan ARGS` from `folder`, in this process (planning loads no model)."""
+    monkeypatch.chdir(folder)
+    return CliRunner().invoke(cli, ["plan", *args])
+
+
 @pytest.mark.parametrize(("gib", "name"), [("80", LORA), ("24", LORA), ("12", QLORA)])
-def test_plan_from_an_empty_folder_names_the_recipe_and_its_command(run_kit, tmp_path, gib, name):
-    proc = run_kit("plan", "--gpu-memory", gib, "--json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_plan_from_an_empty_folder_names_the_recipe_and_its_command(tmp_path, monkeypatch, gib, name):
+    proc = _plan(tmp_path, monkeypatch, "--gpu-memory", gib, "--json")
+    assert proc.exit_code == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["run"] == {"recipe": name, "command": f"kit train --recipe {name}"}
     assert result["recipes"] == {"lora": LORA, "qlora": QLORA}
     assert result["strategy"] == ("lora" if name == LORA else "qlora")
 
 
-def test_plan_of_a_card_too_small_for_either_recipe_is_refused_in_one_line(run_kit, tmp_path):
-    proc = run_kit("plan", "--gpu-memory", "6", cwd=tmp_path)
+def test_plan_of_a_card_too_small_for_either_recipe_is_refused_in_one_line(tmp_path, monkeypatch):
+    proc = _plan(tmp_path, monkeypatch, "--gpu-memory", "6")
     qlora = plan.estimate(load_recipe(shipped_recipes()[QLORA]).recipe, "qlora", 2048, 6)
     card = math.ceil(qlora.device_gib / (1 - plan.MARGIN))  # the smallest card the QLoRA recipe fits
-    assert proc.returncode == 2 and "nothing fits in 6 GiB" in proc.stderr and f"at least {card} GiB" in proc.stderr
+    said = " ".join(proc.stderr.split())  # as one line (the console wraps at its width)
+    assert proc.exit_code == 2 and "nothing fits in 6 GiB" in said and f"at least {card} GiB" in said
 
 
-def test_plan_of_the_qlora_recipe_on_a_24_gib_card_says_to_run_the_lora_recipe(run_kit, tmp_path):
-    proc = run_kit("plan", "--recipe", "kwanzaa-olmo7b-qlora", "--gpu-memory", "24", "--json", cwd=tmp_path)
+def test_plan_of_the_qlora_recipe_on_a_24_gib_card_says_to_run_the_lora_recipe(tmp_path, monkeypatch):
+    proc = _plan(tmp_path, monkeypatch, "--recipe", "kwanzaa-olmo7b-qlora", "--gpu-memory", "24", "--json")
     result = json.loads(proc.stdout)
     assert result["strategy"] == "lora" and result["run"]["recipe"] == LORA
     assert "this recipe sets qlora, so run kwanzaa-olmo7b-lora" in result["reason"]

@@ -14,7 +14,7 @@ from kit.report import build as report
 from kit.report import dataset
 from kit.verify import reference
 
-from conftest import manifest
+from conftest import manifest, write_recipe
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
 PRIVATE = {"tokens": ["sekrit-token-value"], "homes": ["/home/amara"], "hosts": ["amara-laptop"], "users": ["amara"]}
@@ -220,7 +220,9 @@ def _hw(run: Path) -> dict:
 @pytest.mark.slow
 def test_reproduce_without_a_reference_still_reports_then_exits_2_naming_the_recipe(run_kit, tmp_path):
     out = tmp_path / "repro"
-    proc = run_kit("reproduce", "--output", str(out), env={reference.REFERENCES_ENV: str(tmp_path / "none")})
+    recipe = write_recipe(tmp_path / "tiny.yaml", training__max_steps=1)  # the stages, not the training, matter here
+    proc = run_kit("reproduce", "--recipe", str(recipe), "--output", str(out),
+                   env={reference.REFERENCES_ENV: str(tmp_path / "none")})
     assert proc.returncode == 2 and "no reference for recipe 'tiny'" in proc.stderr.splitlines()[-1]
     rep = json.loads((out / "report" / "report.json").read_text())
     assert rep["verdict"] == "no-reference" and rep["reference"] is None

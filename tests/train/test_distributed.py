@@ -88,10 +88,10 @@ def test_a_failing_rank_is_reported_in_one_line_with_its_exit_code(run_kit, tmp_
     assert len(errors) == 1 and "train.jsonl has sha256" in errors[0] and "--allow-data-change" in errors[0]
 
 
-def _one_thread_each(tmp_path):
+def _one_thread_each(tmp_path, **changes):
     """The tiny recipe with one CPU thread per process: two processes on two cores, not four threads
     fighting over them (twice as fast; the thread count is part of the class, so runs compare alike)."""
-    return write_recipe(tmp_path / "tiny-1-thread.yaml", determinism__cpu_threads=1)
+    return write_recipe(tmp_path / "tiny-1-thread.yaml", determinism__cpu_threads=1, **changes)
 
 
 def _free_port() -> int:
@@ -110,7 +110,8 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint_and_train_as_two_processes(run_
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHASHSEED", "KWANZAA_KIT_NO_REEXEC")}
     env.update(KWANZAA_KIT_CACHE=str(kit_cache), HF_HUB_OFFLINE="1")
-    common = ["train", "--recipe", str(_one_thread_each(tmp_path)), "--output", str(out), "--nproc", "1", "--nnodes", "2",
+    recipe = _one_thread_each(tmp_path, training__max_steps=1)  # meeting and training together is the point
+    common = ["train", "--recipe", str(recipe), "--output", str(out), "--nproc", "1", "--nnodes", "2",
               "--rdzv-endpoint", endpoint]
     node1 = subprocess.Popen([sys.executable, "-m", "kit", *common, "--node-rank", "1"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
