@@ -42,6 +42,16 @@ def run_kit(kit_cache):
     return run
 
 
+def kit_here(*args: str):
+    """`kit ARGS` in this process (click's test runner): for a command that loads no model, run after
+    the step a test is about only to check its result, where a fresh process would add only its start."""
+    from click.testing import CliRunner
+
+    from kit.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
 def write_recipe(path: Path, **changes) -> Path:
     """A copy of recipes/tiny.yaml with some top-level fields or `section.key` values changed."""
     import yaml

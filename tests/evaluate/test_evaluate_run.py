@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import manifest
+from conftest import kit_here, manifest
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_a_second_evaluation_elsewhere_gives_identical_bytes_and_adds_only_its_o
     assert {k: m["outputs"][k] for k in ("adapter", "train_log")} == \
         {k: before["outputs"][k] for k in ("adapter", "train_log")}
     assert {k: m[k] for k in ("inputs", "plan", "flags")} == {k: before[k] for k in ("inputs", "plan", "flags")}
-    assert run_kit("hash", str(run_copy)).returncode == 0
+    assert kit_here("hash", str(run_copy)).exit_code == 0
     metrics = json.loads((run_copy / "eval/metrics.json").read_text())
     assert metrics["generation"] == {"decoding": "greedy", "batch_size": 4, "cache": "dynamic", "max_new_tokens": 64,
                                      "stop": "eos, or the token that closes the first top-level JSON object",

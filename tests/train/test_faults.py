@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from kit.cli import cli
 
-from conftest import REPO, TINY, changed_data_layout, manifest, write_recipe
+from conftest import REPO, TINY, changed_data_layout, kit_here, manifest, write_recipe
 from runs import make_run
 
 
@@ -118,7 +118,7 @@ def test_sigterm_keeps_the_manifest_and_resume_takes_allow_data_change_from_it(c
     assert (out / "adapter/adapter_model.safetensors").read_bytes() == \
         (changed_data_run / "adapter/adapter_model.safetensors").read_bytes()
     assert (out / "train_log.jsonl").read_bytes() == (changed_data_run / "train_log.jsonl").read_bytes()
-    assert run_kit("hash", str(out)).returncode == 0
+    assert kit_here("hash", str(out)).exit_code == 0
 
 
 @pytest.mark.slow
@@ -138,7 +138,7 @@ def test_a_second_process_in_a_running_run_is_refused(kit_cache, run_kit, tmp_pa
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     steps = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, len(steps) + 1))
-    assert run_kit("hash", str(out)).returncode == 0
+    assert kit_here("hash", str(out)).exit_code == 0
 
 
 # ---- a full or read-only disk leaves no half-written file ------------------------------------
@@ -240,4 +240,4 @@ def test_a_full_disk_in_the_middle_of_a_log_line_fails_the_run_and_it_resumes(sm
     assert manifest(out)["status"] == "failed" and manifest(out)["inputs"]["recipe"]["sha256"]
     monkeypatch.undo()
     run_kit("train", "--resume", str(out), check=True)
-    assert manifest(out)["status"] == "complete" and run_kit("hash", str(out)).returncode == 0
+    assert manifest(out)["status"] == "complete" and kit_here("hash", str(out)).exit_code == 0
