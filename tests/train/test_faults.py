@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from kit.cli import cli
 
-from conftest import REPO, TINY, changed_data_layout, kit_here, manifest, write_recipe
+from conftest import REPO, changed_data_layout, kit_here, manifest, write_recipe
 from runs import make_run
 
 
@@ -124,11 +124,12 @@ def test_sigterm_keeps_the_manifest_and_resume_takes_allow_data_change_from_it(c
 @pytest.mark.slow
 def test_a_second_process_in_a_running_run_is_refused(kit_cache, run_kit, tmp_path):
     out = tmp_path / "run"
-    proc = _start(kit_cache, "train", "--recipe", str(TINY), "--output", str(out))
+    recipe = write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=8)  # two steps: stopped after the first
+    proc = _start(kit_cache, "train", "--recipe", str(recipe), "--output", str(out))
     _wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGSTOP)  # still running (and holding its lock), just not moving
     try:
-        for args in (("train", "--resume", str(out)), ("train", "--recipe", str(TINY), "--output", str(out)),
+        for args in (("train", "--resume", str(out)), ("train", "--recipe", str(recipe), "--output", str(out)),
                      ("eval", str(out))):
             second = run_kit(*args)
             assert second.returncode == 2, (args, second.stderr)

@@ -85,12 +85,13 @@ def test_a_packed_micro_batch_has_the_loss_of_its_rows_trained_one_by_one(tiny_m
 def test_packed_training_keeps_the_steps_rows_and_their_loss(run_kit, tiny_run, tmp_path):
     # sequences of up to 4096 tokens (rows still at most max_seq_len 2048), so rows of 1.0-1.4k tokens share them
     recipe = write_recipe(tmp_path / "packed.yaml", training__batching="packed", training__micro_batch_size=4,
-                          training__grad_accum_steps=1, training__micro_batch_tokens=4096)
+                          training__grad_accum_steps=1, training__micro_batch_tokens=4096,
+                          training__max_steps=1)  # the first step: the same rows and loss before any update
     run_kit("train", "--recipe", str(recipe), "--output", str(tmp_path / "run"), "--json", check=True)
     packed = [json.loads(x) for x in (tmp_path / "run/train_log.jsonl").read_text().splitlines()]
     padded = [json.loads(x) for x in (tiny_run / "train_log.jsonl").read_text().splitlines()]
-    assert [r["batch_sha256"] for r in packed] == [r["batch_sha256"] for r in padded]  # same 4 rows per step
-    assert [r["label_tokens"] for r in packed] == [r["label_tokens"] for r in padded]
+    assert len(packed) == 1 and packed[0]["batch_sha256"] == padded[0]["batch_sha256"]  # the same 4 rows
+    assert packed[0]["label_tokens"] == padded[0]["label_tokens"]
     assert packed[0]["loss"] == pytest.approx(padded[0]["loss"], rel=1e-5)  # same math, other summation order
     timing = [json.loads(x) for x in (tmp_path / "run/timing.jsonl").read_text().splitlines()]
     assert all(t["padded_tokens"] == r["tokens"] for t, r in zip(timing, packed))  # no padding at all
