@@ -66,12 +66,12 @@ def test_kit_eval_of_a_tampered_run_is_refused_and_hash_and_verify_still_fail(ru
     assert '"loss":' in text
     log.write_text(text.replace('"loss":', '"loss":0.0,"was":', 1))  # a better first loss, and a valid log
     manifest_before = (run_copy / "manifest.json").read_bytes()
-    assert run_kit("hash", str(run_copy)).returncode == 1
+    assert kit_here("hash", str(run_copy)).exit_code == 1
 
     proc = run_kit("eval", str(run_copy))
     assert proc.returncode == 2 and "adapter_model.safetensors does not match" in _one_line(proc.stderr)
     assert (run_copy / "manifest.json").read_bytes() == manifest_before  # nothing recomputed into it
-    assert run_kit("hash", str(run_copy)).returncode == 1
+    assert kit_here("hash", str(run_copy)).exit_code == 1
     proc = run_kit("verify", str(run_copy), "--reference", str(tiny_reference), "--json")
     assert proc.returncode == 1
     result = json.loads(proc.stdout)
@@ -124,7 +124,8 @@ def test_sigterm_keeps_the_manifest_and_resume_takes_allow_data_change_from_it(c
 @pytest.mark.slow
 def test_a_second_process_in_a_running_run_is_refused(kit_cache, run_kit, tmp_path):
     out = tmp_path / "run"
-    recipe = write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=8)  # two steps: stopped after the first
+    recipe = write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=4,  # two steps of two rows: stopped after the first
+                          training__micro_batch_size=1)
     proc = _start(kit_cache, "train", "--recipe", str(recipe), "--output", str(out))
     _wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGSTOP)  # still running (and holding its lock), just not moving
@@ -196,7 +197,8 @@ def test_a_read_only_run_is_refused_before_anything_is_generated(tmp_path, monke
 @pytest.fixture
 def small_recipe(tmp_path, monkeypatch, kit_cache) -> Path:
     monkeypatch.setenv("KWANZAA_KIT_CACHE", str(kit_cache))
-    return write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=8)  # two steps
+    # two steps of two rows
+    return write_recipe(tmp_path / "tiny.yaml", data__max_train_rows=4, training__micro_batch_size=1)
 
 
 def test_a_non_finite_loss_fails_the_run_before_the_optimizer_steps(small_recipe, tmp_path, monkeypatch):

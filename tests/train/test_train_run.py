@@ -18,7 +18,8 @@ BITSANDBYTES_LOADED = re.compile(r"\| +bitsandbytes\.")  # one of its modules: r
 
 def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
     runs = [tmp_path / "q1", tmp_path / "q2"]
-    recipe = write_recipe(tmp_path / "tiny-2-steps.yaml", training__max_steps=2)  # a step after the first update
+    # two steps (the second after the first update) of two rows
+    recipe = write_recipe(tmp_path / "tiny-2-steps.yaml", training__max_steps=2, training__micro_batch_size=1)
     procs = [run_kit("train", "--recipe", str(recipe), "--strategy", "qlora", "--output", str(out), check=True,
                      env=IMPORTS) for out in runs]
     assert BITSANDBYTES_LOADED.search(procs[0].stderr)  # 4-bit weights need it
@@ -31,7 +32,8 @@ def test_same_recipe_same_adapter_bytes_qlora(run_kit, tmp_path):
 
 
 def test_different_seed_gives_different_adapter(tiny_run, run_kit, tmp_path):
-    recipe = write_recipe(tmp_path / "seed7.yaml", seed=7, training__max_steps=1)  # the LoRA init differs already
+    recipe = write_recipe(tmp_path / "seed7.yaml", seed=7, training__max_steps=1,  # the LoRA init differs already
+                          training__micro_batch_size=1)
     out = tmp_path / "seed7"
     proc = run_kit("train", "--recipe", str(recipe), "--output", str(out), check=True, env=IMPORTS)
     # a LoRA run leaves bitsandbytes (and the compiler its import loads) unimported: a faster start
