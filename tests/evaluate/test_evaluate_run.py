@@ -44,12 +44,12 @@ def test_a_second_evaluation_elsewhere_gives_identical_bytes_and_adds_only_its_o
     assert metrics["eval_loss"]["label_tokens"] > 0 and metrics["eval_loss"]["loss"] > 0
 
 
-def test_base_model_and_adapter_are_compared_side_by_side(run_copy, run_kit):
-    run_kit("eval", str(run_copy), "--base-only", check=True)
+def test_base_model_and_adapter_are_compared_side_by_side(run_copy, kit_cache, monkeypatch):
+    monkeypatch.setenv("KWANZAA_KIT_CACHE", str(kit_cache))  # in this process: its numbers are only compared
+    assert kit_here("eval", str(run_copy), "--base-only").exit_code == 0
     base = json.loads((run_copy / "eval-base/metrics.json").read_text())
     adapted = json.loads((run_copy / "eval/metrics.json").read_text())
     assert base["model"] == "base" and adapted["model"] == "base+adapter"
     assert base["eval_loss"]["loss"] != adapted["eval_loss"]["loss"]  # the adapter changed something
-    out = json.loads(run_kit("compare", str(run_copy / "eval-base/metrics.json"), str(run_copy),
-                             "--json", check=True).stdout)
+    out = json.loads(kit_here("compare", str(run_copy / "eval-base/metrics.json"), str(run_copy), "--json").stdout)
     assert out["labels"] == {"a": "base", "b": "adapter"} and "parse_rate" in out["metrics"]

@@ -14,7 +14,7 @@ from kit.report import build as report
 from kit.report import dataset
 from kit.verify import reference
 
-from conftest import manifest, write_recipe
+from conftest import kit_here, manifest, write_recipe
 
 FAKE_TOKEN = "hf_FAKEfakeFAKEfake1234567890"
 PRIVATE = {"tokens": ["sekrit-token-value"], "homes": ["/home/amara"], "hosts": ["amara-laptop"], "users": ["amara"]}
@@ -52,8 +52,9 @@ def test_private_values_come_from_the_environment(monkeypatch):
 # ---- the report (slow: needs the evaluated tiny run) -----------------------------------------
 
 @pytest.mark.slow
-def test_report_writes_json_markdown_and_png_naming_the_verdict(run_copy, tiny_reference, run_kit):
-    proc = run_kit("report", str(run_copy), "--reference", str(tiny_reference), "--json", check=True)
+def test_report_writes_json_markdown_and_png_naming_the_verdict(run_copy, tiny_reference):
+    proc = kit_here("report", str(run_copy), "--reference", str(tiny_reference), "--json")
+    assert proc.exit_code == 0, proc.output
     out = json.loads(proc.stdout)
     files = [Path(f) for f in out["files"]]
     assert [f.name for f in files] == ["report.json", "report.md", "loss_curve.png"]
