@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, command, write_variant
+from common import REPO, command, kit, write_variant
 
 
 def derived_recipe(src_path: Path, out: Path, overrides: dict) -> Path:
@@ -51,18 +51,6 @@ def derived_recipe(src_path: Path, out: Path, overrides: dict) -> Path:
             src[section].update(values)
 
     return write_variant(src_path, out / f"{src_path.stem}-random.yaml", edit)
-
-
-def kit(out: Path, *args: str) -> tuple[float, dict]:
-    """`kit ARGS --json`, timed; its log goes to OUT/kit-<command>.log as it runs (kept if a time limit stops it)."""
-    began = time.perf_counter()
-    with open(out / f"kit-{args[0]}.log", "w") as log:
-        done = subprocess.run([sys.executable, "-m", "kit", *args, "--json"], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=log, text=True)
-    seconds = time.perf_counter() - began
-    if done.returncode != 0:
-        sys.exit(f"kit {' '.join(args)} failed ({done.returncode}): see {out / f'kit-{args[0]}.log'}")
-    return seconds, json.loads(done.stdout)
 
 
 def responses_sha256(run: Path) -> str:
@@ -109,12 +97,12 @@ def main() -> None:
     result["random_weights"] = weights.stdout.strip().splitlines()[-1]
 
     run = out / f"run-{tag}"
-    result["train_wall_seconds"], trained = kit(out, "train", "--recipe", str(recipe), "--output", str(run),
-                                                "--strategy", args.strategy)
+    result["train_wall_seconds"], trained = kit("train", "--recipe", str(recipe), "--output", str(run),
+                                                "--strategy", args.strategy, log=out / "kit-train.log")
     result["train"] = trained["summary"]
     result["adapter_sha256"] = trained["adapter_sha256"]
     (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))  # a time limit keeps the training part
-    result["eval_wall_seconds"], evaluated = kit(out, "eval", str(run))
+    result["eval_wall_seconds"], evaluated = kit("eval", str(run), log=out / "kit-eval.log")
     result["eval"] = evaluated["timing"]
     result["total_wall_seconds"] = round(result["train_wall_seconds"] + result["eval_wall_seconds"], 1)
     result["whole_recipe_seconds"] = result["total_wall_seconds"]
@@ -122,7 +110,7 @@ def main() -> None:
     result["responses_sha256"] = responses_sha256(run)
     (out / f"whole-{tag}.json").write_text(json.dumps(result, indent=1))
     if args.eval_twice:
-        result["eval_rerun_wall_seconds"], _ = kit(out, "eval", str(run))
+        result["eval_rerun_wall_seconds"], _ = kit("eval", str(run), log=out / "kit-eval-again.log")
         again = responses_sha256(run)
         result["eval_rerun_responses_sha256"] = again
         result["eval_rerun_identical"] = again == result["responses_sha256"]

@@ -70,7 +70,6 @@ def apply(seed: int, spec) -> dict:
     }
 
 
-
 def rng_state() -> dict:
     import torch
 

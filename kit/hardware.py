@@ -221,7 +221,6 @@ def hardware_class(device: str, world_size: int, deterministic: bool, cpu_thread
     architecture and the instruction-set level its kernels dispatch to (kit.determinism pins x86-64
     to AVX2), processes, mode and threads; the CPU's vendor and model are recorded beside the class
     (fingerprint.environment), not in it: at one pinned level they run the same kernels."""
-
     import torch
 
     if device.startswith("cuda"):

@@ -42,14 +42,15 @@ def run_kit(kit_cache):
     return run
 
 
-def kit_here(*args: str):
-    """`kit ARGS` in this process (click's test runner): for a command that loads no model, run after
-    the step a test is about only to check its result, where a fresh process would add only its start."""
+def kit_here(*args: str, catch_exceptions: bool = True):
+    """`kit ARGS` in this process (click's test runner): where a fresh process would add only its
+    start-up (no byte compared with a pinned run, no signal, no environment of its own). With
+    catch_exceptions=False an unexpected exception fails the test with its own traceback."""
     from click.testing import CliRunner
 
     from kit.cli import cli
 
-    return CliRunner().invoke(cli, list(args))
+    return CliRunner().invoke(cli, list(args), catch_exceptions=catch_exceptions)
 
 
 def write_recipe(path: Path, **changes) -> Path:

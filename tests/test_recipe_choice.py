@@ -15,7 +15,7 @@ from kit.cli import cli
 from kit.errors import RecipeError
 from kit.recipe import find_recipe, load_recipe, shipped_recipes
 
-from conftest import REPO
+from conftest import REPO, kit_here
 
 LORA, QLORA = plan.KWANZAA_RECIPES
 
@@ -42,7 +42,7 @@ def test_the_planner_picks_bf16_lora_where_it_fits_then_qlora_then_refuses():
 def _plan(folder: Path, monkeypatch, *args: str):
     """`kit plan ARGS` from `folder`, in this process (planning loads no model)."""
     monkeypatch.chdir(folder)
-    return CliRunner().invoke(cli, ["plan", *args])
+    return kit_here("plan", *args)
 
 
 @pytest.mark.parametrize(("gib", "name"), [("80", LORA), ("24", LORA), ("12", QLORA)])

@@ -53,8 +53,7 @@ def load_run(run: Path, base_only: bool = False) -> Loaded:
 
     load.quiet_transformers()
     manifest = rundir.read_manifest(run, complete=True)
-    if manifest["plan"]["strategy"] == "lora":  # no 4-bit weights to load or dequantize
-        load.skip_bitsandbytes()
+    load.skip_bitsandbytes(manifest["plan"]["strategy"])  # LoRA: no 4-bit weights to load or dequantize
     fingerprint.check_outputs(run, fingerprint.TRAINED)
     recipe = from_resolved(rundir.read_json(run / rundir.RECIPE, "recipe.json"), str(run / rundir.RECIPE))
     switches = determinism.apply(recipe.seed, recipe.determinism)

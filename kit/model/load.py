@@ -33,15 +33,16 @@ class _Without:
 ONE_COMMAND_PROCESS = False
 
 
-def skip_bitsandbytes() -> bool:
-    """For a `kit` process that trains or evaluates without quantization: keep bitsandbytes
-    unimported. peft imports it whenever it is installed, and its import loads torch's compiler (about
-    2.5 s on a CPU, in every `kit train` and `kit eval` of a LoRA run) for nothing. Only where it has
-    not been imported yet and peft has not looked for it. Returns whether it is now hidden."""
+def skip_bitsandbytes(method: str, optimizer: str | None = None) -> bool:
+    """For a `kit` process whose run needs no bitsandbytes (LoRA, not QLoRA; no 8-bit optimizer): keep
+    it unimported. peft imports it whenever it is installed, and its import loads torch's compiler
+    (about 2.5 s on a CPU, in every `kit train` and `kit eval` of a LoRA run) for nothing. Only where it
+    has not been imported yet and peft has not looked for it. Returns whether it is now hidden."""
     import importlib.machinery
     import sys
 
-    if not ONE_COMMAND_PROCESS or any(m in sys.modules for m in ("bitsandbytes", "peft")):
+    needed = method != "lora" or optimizer in ("adamw_8bit", "paged_adamw_8bit")
+    if needed or not ONE_COMMAND_PROCESS or any(m in sys.modules for m in ("bitsandbytes", "peft")):
         return False
     for i, finder in enumerate(sys.meta_path):
         if isinstance(finder, _Without):

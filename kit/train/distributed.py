@@ -123,8 +123,6 @@ def current() -> Dist:
     device = f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu"
     if torch.cuda.is_available():
         torch.cuda.set_device(state.local_process_index)
-    import os
-
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or state.num_processes)
     return Dist(state.num_processes, state.process_index, device, max(1, state.num_processes // per_node))
 

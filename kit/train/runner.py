@@ -151,8 +151,7 @@ def gather_inputs(loaded: LoadedRecipe, strategy: str | None, allow_data_change:
     choice = choose_strategy(loaded, dist.device, strategy)
     loaded = with_overrides(loaded, adapter={"method": choice.strategy})
     recipe = loaded.recipe
-    if choice.strategy == "lora" and recipe.training.optimizer not in ("adamw_8bit", "paged_adamw_8bit"):
-        load.skip_bitsandbytes()
+    load.skip_bitsandbytes(choice.strategy, recipe.training.optimizer)
     distributed.check_split(recipe.training.rows_per_step(), dist.world, f"{loaded.path}: training")
     loaded = _resolve_hub_ref(loaded)
     recipe = loaded.recipe

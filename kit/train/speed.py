@@ -30,7 +30,7 @@ def speed_summary(run: Path, n_params: int, hardware_class: dict) -> dict:
            "tokens_per_s": round(rate, 1) if rate else None, "rate_steps": f"{rated[0]}-{rated[-1]}",
            "padding_waste": round(1 - sum(tokens[s] for s in steps) / padded, 4) if padded else None,
            # per GPU: the run's tokens/s over its processes
-           "mfu": round(hardware.estimate_mfu(rate / max(1, hardware_class.get("world_size") or 1), n_params, peak), 4)
+           "mfu": round(hardware.estimate_mfu(rate / (hardware_class.get("world_size") or 1), n_params, peak), 4)
            if rate and peak else None,
            "mfu_convention": "6N per real token; N = all parameters; recomputation and attention not counted; "
                              "per GPU",

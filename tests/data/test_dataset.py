@@ -10,20 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from kit.cli import cli
 from kit.data.build import DATA_DIR, dumps
 from kit.errors import DataError
+
+from conftest import kit_here
 
 TRAIN, EVAL = DATA_DIR / "train.jsonl", DATA_DIR / "eval.jsonl"
 PERSONAS = {"educator", "researcher", "creator", "builder"}
 CATEGORIES = {"grounded", "synthesis", "partial", "format", "refusal_no_docs", "refusal_low_score",
               "refusal_out_of_scope", "refusal_future"}
-
-
-def kit(*args: str):
-    return CliRunner().invoke(cli, list(args))
 
 
 def good_row() -> dict:
@@ -47,7 +43,7 @@ def write_rows(path: Path, rows: list) -> Path:
 # --- the shipped data -------------------------------------------------------------------------
 
 def test_shipped_data_passes_check_with_the_promised_size_and_balance():
-    result = kit("data", "check", "--json")
+    result = kit_here("data", "check", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     train, eval_ = report["files"]
@@ -60,14 +56,14 @@ def test_shipped_data_passes_check_with_the_promised_size_and_balance():
 
 
 def test_data_card_states_the_numbers_that_check_computes():
-    result = kit("data", "check", "--markdown")
+    result = kit_here("data", "check", "--markdown")
     assert result.exit_code == 0, result.output
     card = (DATA_DIR / "README.md").read_text("utf-8")
     assert result.output in card, "data/kwanzaa/README.md is stale: paste `kit data check --markdown` into it"
 
 
 def test_check_prints_a_summary_table_for_people():
-    result = kit("data", "check")
+    result = kit_here("data", "check")
     assert result.exit_code == 0, result.output
     assert "all rows pass" in result.output
     for word in ("train.jsonl", "eval.jsonl", "p50", "p99", "educator", "refusal_no_docs", "insufficient_data"):
@@ -132,7 +128,7 @@ def test_check_names_file_and_line_of_a_bad_row(tmp_path, kind):
     make_bad, reason = BAD_ROWS[kind]
     second = good_row() if kind == "duplicate id" else {**good_row(), "id": "train-0002"}
     path = write_rows(tmp_path / "bad.jsonl", [good_row(), make_bad(second)])
-    result = kit("data", "check", str(path))
+    result = kit_here("data", "check", str(path))
     assert result.exit_code == 2, result.output
     assert f"{path}:2" in result.output and reason in result.output, result.output
     assert not any(line.startswith(f"{path}:1") for line in result.output.splitlines())
@@ -141,7 +137,7 @@ def test_check_names_file_and_line_of_a_bad_row(tmp_path, kind):
 
 def test_check_refuses_a_row_longer_than_max_seq_len(tmp_path):
     path = write_rows(tmp_path / "long.jsonl", [good_row()])
-    result = kit("data", "check", str(path), "--max-seq-len", "256")
+    result = kit_here("data", "check", str(path), "--max-seq-len", "256")
     assert result.exit_code == 2
     assert f"{path}:1" in result.output and "longer than --max-seq-len 256" in result.output
 
@@ -149,14 +145,14 @@ def test_check_refuses_a_row_longer_than_max_seq_len(tmp_path):
 def test_check_refuses_a_query_shared_between_train_and_eval(tmp_path):
     train = write_rows(tmp_path / "train.jsonl", [good_row()])
     eval_ = write_rows(tmp_path / "eval.jsonl", [{**good_row(), "id": "eval-0001"}])
-    result = kit("data", "check", str(train), str(eval_))
+    result = kit_here("data", "check", str(train), str(eval_))
     assert result.exit_code == 2
     assert f"{eval_}:1" in result.output and f"query is shared with {train}:1" in result.output
 
 
 def test_check_json_reports_problems_as_one_object_and_exits_2(tmp_path):
     path = write_rows(tmp_path / "bad.jsonl", [with_answer(good_row(), _placeholder)])
-    result = kit("data", "check", str(path), "--json")
+    result = kit_here("data", "check", str(path), "--json")
     assert result.exit_code == 2
     report = json.loads(result.stdout)
     assert report["ok"] is False
@@ -164,7 +160,7 @@ def test_check_json_reports_problems_as_one_object_and_exits_2(tmp_path):
 
 
 def test_check_of_a_missing_file_is_bad_input(tmp_path):
-    result = kit("data", "check", str(tmp_path / "nope.jsonl"))
+    result = kit_here("data", "check", str(tmp_path / "nope.jsonl"))
     assert result.exit_code == 2 and "data file not found" in result.output
 
 
@@ -172,20 +168,20 @@ def test_check_of_a_missing_file_is_bad_input(tmp_path):
 
 def test_building_twice_gives_the_same_bytes(tmp_path):
     for out in ("a", "b"):
-        assert kit("data", "build", "--out", str(tmp_path / out)).exit_code == 0
+        assert kit_here("data", "build", "--out", str(tmp_path / out)).exit_code == 0
     for name in ("train.jsonl", "eval.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_committed_jsonl_equals_a_fresh_build():
-    result = kit("data", "build", "--check")
+    result = kit_here("data", "build", "--check")
     assert result.exit_code == 0, result.output
 
 
 def test_build_check_exits_1_when_the_jsonl_is_stale(tmp_path):
     (tmp_path / "train.jsonl").write_bytes(TRAIN.read_bytes().replace(b"Karenga", b"Karenge", 1))
     (tmp_path / "eval.jsonl").write_bytes(EVAL.read_bytes())
-    result = kit("data", "build", "--check", "--out", str(tmp_path))
+    result = kit_here("data", "build", "--check", "--out", str(tmp_path))
     assert result.exit_code == 1 and "train.jsonl: differs from a fresh build" in result.output
 
 

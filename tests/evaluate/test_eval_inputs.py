@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_score import REFUSAL, answer, answer_obj, row, source
 
 from kit import io
-from kit.cli import cli
 from kit.evaluate import score as metrics
+
+from conftest import kit_here
 
 
 def strict_json(text: str):
@@ -31,7 +31,7 @@ def strict_json(text: str):
 
 
 def kit_eval(*args: str):
-    result = CliRunner().invoke(cli, ["eval", *args])
+    result = kit_here("eval", *args)
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result
@@ -174,7 +174,7 @@ def test_ids_and_personas_with_lone_surrogates_or_markup_print_and_write(tmp_pat
     result = kit_eval("--responses", responses, "--data", data, "--output", str(tmp_path / "m.json"))
     assert result.exit_code == 0 and "[red]edu\ufffd[/]" in result.output and "e\ufffd1" in result.output
     assert strict_json((tmp_path / "m.json").read_text("utf-8"))["rows"][0]["id"] == "e\ufffd1"
-    assert CliRunner().invoke(cli, ["compare", str(tmp_path / "m.json"), str(tmp_path / "m.json")]).exit_code == 0
+    assert kit_here("compare", str(tmp_path / "m.json"), str(tmp_path / "m.json")).exit_code == 0
 
 
 def test_two_runs_give_identical_bytes(tmp_path, data):
@@ -203,7 +203,7 @@ def test_compare_refuses_a_malformed_metrics_file_in_one_line(tmp_path, data, ch
     broken = json.loads((tmp_path / "good.json").read_text())
     change(broken)
     (tmp_path / "bad.json").write_text(json.dumps(broken))
-    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "good.json"), str(tmp_path / "bad.json")])
+    result = kit_here("compare", str(tmp_path / "good.json"), str(tmp_path / "bad.json"))
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "Fix:" in result.output, result.output
     assert "Traceback" not in result.output
 

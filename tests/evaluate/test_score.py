@@ -9,13 +9,13 @@ import types
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from kit import io
-from kit.cli import cli
 from kit.errors import DataError
 from kit.evaluate import claims, responses
 from kit.evaluate import score as metrics
+
+from conftest import kit_here
 
 DOCS = [
     {"n": 1, "citation_label": "Karenga, Kwanzaa origins (1966)", "doc_id": "karenga-1966",
@@ -397,7 +397,7 @@ def files(tmp_path):
 
 
 def invoke(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return kit_here(*args, catch_exceptions=False)
 
 
 def test_kit_eval_scores_responses_without_a_model_and_writes_metrics_json(files):

@@ -12,11 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from kit.cli import cli
-
-from conftest import TINY
+from conftest import TINY, kit_here
 
 pytestmark = pytest.mark.slow
 
@@ -93,17 +90,13 @@ def recipe(tmp_path) -> Path:
     return path
 
 
-def kit(*args: str):
-    return CliRunner().invoke(cli, list(args))
-
-
 def test_the_first_run_records_the_commit_and_hashes_and_verify_compares_them(hub, recipe, tmp_path):
     from kit.verify import reference
 
     from samples import sample_reference
 
     run1 = tmp_path / "run1"
-    trained = kit("train", "--recipe", str(recipe), "--output", str(run1))
+    trained = kit_here("train", "--recipe", str(recipe), "--output", str(run1))
     assert trained.exit_code == 0, trained.output
     assert f"{REPO_ID} at {REF} (a ref, not a commit)" in " ".join(trained.output.split())
     weights = {"model.safetensors": _sha(hub.commits[C1] / "model.safetensors")}
@@ -114,21 +107,21 @@ def test_the_first_run_records_the_commit_and_hashes_and_verify_compares_them(hu
         "model.safetensors"]
     assert hub.info_calls[0] == REF and set(hub.downloads) == {C1}  # resolved first, downloaded by commit
 
-    assert kit("eval", str(run1), "--json").exit_code == 0
+    assert kit_here("eval", str(run1), "--json").exit_code == 0
     card = (run1 / "adapter" / "README.md").read_text()
     assert "model-index" in card and f"base_model: {REPO_ID}" in card
-    assert kit("hash", str(run1), "--json").exit_code == 0  # the card refreshed by eval is fingerprinted again
+    assert kit_here("hash", str(run1), "--json").exit_code == 0  # the card refreshed by eval is fingerprinted again
     ref = tmp_path / "ref.json"
     ref.write_text(json.dumps(sample_reference(reference.run_results(run1))))
-    same = kit("verify", str(run1), "--reference", str(ref), "--json")
+    same = kit_here("verify", str(run1), "--reference", str(ref), "--json")
     assert same.exit_code == 0 and json.loads(same.output)["verdict"] == "bit-exact"
 
     hub.refs[REF] = C2  # the ref moves on the hub: the next run records the new commit and weights
     run2 = tmp_path / "run2"
-    assert kit("train", "--recipe", str(recipe), "--output", str(run2)).exit_code == 0
+    assert kit_here("train", "--recipe", str(recipe), "--output", str(run2)).exit_code == 0
     assert json.loads((run2 / "recipe.json").read_text())["model"]["revision"] == C2
-    assert kit("eval", str(run2), "--json").exit_code == 0
-    moved = kit("verify", str(run2), "--reference", str(ref))
+    assert kit_here("eval", str(run2), "--json").exit_code == 0
+    moved = kit_here("verify", str(run2), "--reference", str(ref))
     assert moved.exit_code == 2, moved.output
     said = " ".join(moved.output.split())
     assert f"model.revision: {C1} -> {C2}" in said and "base_model" in said
@@ -143,7 +136,7 @@ def test_a_download_that_differs_from_the_hubs_hash_is_refused(hub, recipe, tmp_
     weights.write_bytes(bytes(data))
     hub.serve[C1] = bad
     out = tmp_path / "run"
-    result = kit("train", "--recipe", str(recipe), "--output", str(out))
+    result = kit_here("train", "--recipe", str(recipe), "--output", str(out))
     assert result.exit_code == 2 and "model.safetensors has sha256" in result.output
     assert "as model.files_sha256 pins it" in result.output and not out.exists()
 
@@ -155,7 +148,7 @@ def test_the_adapter_loads_with_peft_against_the_base_by_its_repo_id(hub, recipe
     from transformers import AutoModelForCausalLM
 
     run = tmp_path / "run"
-    assert kit("train", "--recipe", str(recipe), "--output", str(run)).exit_code == 0
+    assert kit_here("train", "--recipe", str(recipe), "--output", str(run)).exit_code == 0
     config = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == REPO_ID and config["revision"] == C1
 
@@ -177,7 +170,7 @@ def test_random_weights_stand_in_for_the_hub_model_without_touching_the_hub(hub,
     from huggingface_hub import ModelCard
 
     out = tmp_path / "run"
-    result = kit("train", "--recipe", str(recipe), "--random-weights", "--output", str(out))
+    result = kit_here("train", "--recipe", str(recipe), "--random-weights", "--output", str(out))
     assert result.exit_code == 0, result.output
     assert hub.info_calls == [] and hub.downloads == []
     resolved = json.loads((out / "recipe.json").read_text())

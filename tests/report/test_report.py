@@ -93,11 +93,7 @@ def test_no_report_file_holds_a_token_home_path_or_user_name(evaluated_run, tiny
 # ---- sending (in-process, the hub mocked) ----------------------------------------------------
 
 def _invoke(*args):
-    from click.testing import CliRunner
-
-    from kit.cli import cli
-
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return kit_here(*args, catch_exceptions=False)
 
 
 class _Commit:
